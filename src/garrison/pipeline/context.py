@@ -1,0 +1,101 @@
+"""The per-request state that stages read and fill. Plain slotted classes: no pydantic on the hot path."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from garrison.pipeline.verdicts import Deny, Header
+
+if TYPE_CHECKING:
+    from garrison.pipeline.route import Route
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """A proven principal (ARCHITECTURE §9): a workload's SPIFFE ID, or ``issuer#subject`` for a user."""
+
+    principal: str
+    kind: str  # "workload" | "user"
+    issuer: str
+    subject: str
+    method: str  # "jwt" | "mtls"
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    scopes: frozenset[str] = frozenset()
+    expires_at: float | None = None
+
+
+class RequestContext:
+    """One request as the pipeline sees it. ``path`` is normalized; ``raw_target`` is what was sent."""
+
+    __slots__ = (
+        "client_addr",
+        "client_ip",
+        "decision",
+        "headers",
+        "host",
+        "identity",
+        "method",
+        "now",
+        "path",
+        "peer_cert_der",
+        "query",
+        "raw_target",
+        "request_id",
+        "response_headers",
+        "route",
+        "rule_id",
+        "shadow_denials",
+        "tls",
+        "traceparent",
+        "upstream_headers",
+    )
+
+    def __init__(
+        self,
+        *,
+        method: str,
+        raw_target: bytes,
+        headers: list[Header],
+        client_addr: str,
+        request_id: str,
+        now: float,
+        tls: bool = False,
+        peer_cert_der: bytes | None = None,
+    ) -> None:
+        self.method = method
+        self.raw_target = raw_target
+        self.headers = headers  # names lower-cased bytes, values bytes, in arrival order
+        self.client_addr = client_addr
+        self.client_ip = client_addr  # replaced by the hygiene stage when a trusted proxy forwarded it
+        self.request_id = request_id
+        self.now = now
+        self.tls = tls
+        self.peer_cert_der = peer_cert_der
+        self.path = ""
+        self.query = b""
+        self.host = ""
+        self.route: Route | None = None
+        self.identity: Identity | None = None
+        self.decision: Deny | None = None
+        self.rule_id: str | None = None  # the allow rule that let the request through
+        self.shadow_denials: list[Deny] = []
+        self.upstream_headers: list[Header] = []  # set by garrison only, added after stripping
+        self.response_headers: list[Header] = []
+        self.traceparent: bytes | None = None
+
+    def header(self, name: bytes) -> bytes | None:
+        """First value of a header (``name`` lower-case), or None."""
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+    def header_values(self, name: bytes) -> list[bytes]:
+        return [v for k, v in self.headers if k == name]
+
+    def __repr__(self) -> str:
+        return f"<RequestContext {self.request_id} {self.method} {self.path or self.raw_target!r}>"
+
+
+__all__ = ["Identity", "RequestContext"]

@@ -1,0 +1,47 @@
+"""The unit of extension: one stage, one job (STYLE §2). Built once at config load, run per request."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from garrison.pipeline.context import RequestContext
+from garrison.pipeline.verdicts import Verdict
+
+
+class ResponseHead:
+    """The upstream's (or a local) response status and headers, mutable by response-side stages."""
+
+    __slots__ = ("headers", "status")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        self.status = status
+        self.headers = headers
+
+
+class Stage:
+    """Base class of every pipeline stage.
+
+    ``on_request`` returns a Verdict; the chain runner turns an exception or a non-Verdict into a
+    ``Deny(STAGE_ERROR)``. ``shadow`` (per route) makes a Deny be recorded and counted, not enforced.
+    """
+
+    name: ClassVar[str] = "stage"
+    enforcing: ClassVar[bool] = True  # may be put in shadow mode
+
+    __slots__ = ("shadow",)
+
+    def __init__(self, *, shadow: bool = False) -> None:
+        self.shadow = shadow
+
+    async def on_request(self, ctx: RequestContext) -> Verdict:
+        raise NotImplementedError
+
+    def on_response(self, ctx: RequestContext, head: ResponseHead) -> None:
+        """Adjust the response head before it is sent. No I/O, no awaiting."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}{' shadow' if self.shadow else ''}>"
+
+
+__all__ = ["ResponseHead", "Stage"]
