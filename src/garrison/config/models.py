@@ -59,8 +59,8 @@ class Limits(Model):
 
 
 class Listener(Model):
-    name: Name = "edge"
-    address: str = "127.0.0.1:8080"
+    name: Name = Field("edge", description="Listener name (reload keeps listeners by name)")
+    address: str = Field("127.0.0.1:8080", description="HOST:PORT to bind; port 0 picks a free port")
     tls: TlsFiles | None = None
     limits: Limits = Limits()
     trusted_proxies: list[str] = Field(
@@ -280,15 +280,17 @@ class Paths(Model):
 class GarrisonConfig(Model):
     """The whole of garrison.yaml."""
 
-    trust_domain: str = "garrison.local"
-    listeners: list[Listener] = Field(default_factory=lambda: [Listener()], min_length=1)
-    issuers: list[Issuer] = Field(default_factory=list)
-    services: dict[str, Service] = Field(default_factory=dict)
-    routes: list[RouteConfig] = Field(default_factory=list)
-    policies: list[PolicyRule] = Field(default_factory=list)
-    rate_limits: list[RateLimitRule] = Field(default_factory=list)
-    paths: Paths = Paths()
-    telemetry: Telemetry = Telemetry()
+    trust_domain: str = Field("garrison.local", description="SPIFFE trust domain: workloads are spiffe://<td>/svc/<name>")
+    listeners: list[Listener] = Field(
+        default_factory=lambda: [Listener()], min_length=1, description="Addresses the gateway serves on"
+    )
+    issuers: list[Issuer] = Field(default_factory=list, description="Trusted token issuers")
+    services: dict[str, Service] = Field(default_factory=dict, description="Workloads by short name")
+    routes: list[RouteConfig] = Field(default_factory=list, description="What the gateway forwards; no overlaps")
+    policies: list[PolicyRule] = Field(default_factory=list, description="Authorization rules (default deny)")
+    rate_limits: list[RateLimitRule] = Field(default_factory=list, description="Token-bucket limits")
+    paths: Paths = Field(Paths(), description="Path matching")
+    telemetry: Telemetry = Field(Telemetry(), description="Admin listener (metrics) and decision log")
 
     @field_validator("trust_domain")
     @classmethod

@@ -32,8 +32,10 @@ class RequestContext:
         "client_addr",
         "client_ip",
         "decision",
+        "framing",
         "headers",
         "host",
+        "host_header",
         "identity",
         "method",
         "now",
@@ -74,7 +76,9 @@ class RequestContext:
         self.peer_cert_der = peer_cert_der
         self.path = ""
         self.query = b""
-        self.host = ""
+        self.host = ""  # lower-case, without port (for matching)
+        self.host_header: bytes = b""  # the validated Host value as sent (forwarded upstream)
+        self.framing: Any = None  # set by the hygiene stage: content_length / chunked of the request body
         self.route: Route | None = None
         self.identity: Identity | None = None
         self.decision: Deny | None = None

@@ -1,0 +1,1 @@
+"""The `garrison` command: one module per command group."""

@@ -1,0 +1,1 @@
+"""`garrison demo`: a scripted tour of a real gateway on free loopback ports."""

@@ -1,0 +1,175 @@
+"""The bearer-JWT logic of the authn stage: header -> cache -> verify -> ``ctx.identity``.
+
+Per request: no I/O except an unknown-kid refetch (single-flight, rate-limited, in ``jwks``).
+Denials carry a Reason for the client and an operator-only ``detail``; the token never appears in either.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import NamedTuple, Self
+
+from garrison.config.models import Issuer
+from garrison.errors import ConfigError, IdentityError, KeySetError
+from garrison.identity.jwks import JwksProvider, KeyProvider, StaticKeyProvider
+from garrison.identity.keys import KeySet
+from garrison.identity.principal import identity_from_token
+from garrison.identity.token_cache import VerifiedTokenCache
+from garrison.identity.tokens import TokenVerifier, VerifiedToken, parse_compact
+from garrison.pipeline.context import Identity, RequestContext
+from garrison.pipeline.verdicts import CONTINUE, SKIP, Deny, Verdict
+from garrison.reasons import Reason
+
+STAGE = "authn"
+# RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; we accept exactly one SP and one b64token.
+# The scheme is case-insensitive (RFC 9110 §11.1).
+_BEARER = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9._~+/-]+=*)")
+# RFC 9110 §11.4: auth-scheme = token. A well-formed credential of another scheme is not ours.
+_OTHER_SCHEME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [\x21-\x7e][\x20-\x7e]*)?")
+
+ProviderFactory = Callable[[Issuer, Callable[[KeySet], None]], KeyProvider]
+
+
+class CachedAuth(NamedTuple):
+    token: VerifiedToken
+    identity: Identity
+
+
+class _IssuerEntry(NamedTuple):
+    name: str
+    verifier: TokenVerifier
+    provider: KeyProvider
+
+
+def _default_provider(issuer: Issuer, on_change: Callable[[KeySet], None]) -> KeyProvider:
+    if issuer.keys:
+        return StaticKeyProvider(issuer)
+    return JwksProvider(issuer, on_change=on_change)
+
+
+def _deny(reason: Reason, detail: str) -> Deny:
+    return Deny(reason, STAGE, detail=detail)
+
+
+class JwtAuthenticator:
+    """Bearer JWTs from any configured issuer. ``SKIP`` when the request carries no bearer credential."""
+
+    __slots__ = ("_by_iss", "_cache", "_trust_domain", "providers")
+
+    def __init__(
+        self,
+        entries: Sequence[_IssuerEntry],
+        trust_domain: str,
+        cache: VerifiedTokenCache[CachedAuth],
+        iss_of: Mapping[str, str],
+    ) -> None:
+        self._by_iss = {iss_of[e.name]: e for e in entries}
+        self._trust_domain = trust_domain
+        self._cache = cache
+        self.providers: Mapping[str, KeyProvider] = {e.name: e.provider for e in entries}
+
+    @classmethod
+    def build(
+        cls,
+        issuers: Sequence[Issuer],
+        trust_domain: str,
+        cache_size: int = 10_000,
+        *,
+        provider_factory: ProviderFactory | None = None,
+    ) -> Self:
+        """Compile the issuers (static keys are loaded here). ``start()`` then fetches the JWKS."""
+        factory = provider_factory or _default_provider
+        cache: VerifiedTokenCache[CachedAuth] = VerifiedTokenCache(cache_size)
+        seen: dict[str, str] = {}
+        entries: list[_IssuerEntry] = []
+        for issuer in issuers:
+            if issuer.issuer in seen:
+                raise ConfigError(
+                    f"issuers.{issuer.name}: iss {issuer.issuer!r} is already used by {seen[issuer.issuer]}"
+                )
+            seen[issuer.issuer] = issuer.name
+
+            def on_change(_keys: KeySet, name: str = issuer.name) -> None:
+                # A rotated or withdrawn key must not keep tokens alive from the cache (oathkeeper#763).
+                cache.evict_where(lambda hit: hit.token.issuer_name == name)
+
+            try:
+                provider = factory(issuer, on_change)
+            except KeySetError as exc:
+                raise ConfigError(f"issuers.{issuer.name}.keys: {exc}") from None
+            entries.append(_IssuerEntry(issuer.name, TokenVerifier(issuer, provider.keys), provider))
+        return cls(entries, trust_domain, cache, {v: k for k, v in seen.items()})
+
+    async def start(self) -> None:
+        for p in self.providers.values():
+            await p.start()
+
+    async def close(self) -> None:
+        for p in self.providers.values():
+            await p.close()
+
+    @property
+    def cache(self) -> VerifiedTokenCache[CachedAuth]:
+        return self._cache
+
+    async def authenticate(self, ctx: RequestContext, allowed_issuers: tuple[str, ...] | None) -> Verdict:
+        values = ctx.header_values(b"authorization")
+        if not values:
+            return SKIP
+        if len(values) > 1:
+            return _deny(Reason.TOKEN_MALFORMED, "several Authorization headers")
+        m = _BEARER.fullmatch(values[0])
+        if m is None:
+            value = values[0]
+            not_bearer = value[:7].lower() != b"bearer " and value.lower() != b"bearer"
+            if not_bearer and _OTHER_SCHEME.fullmatch(value):
+                return SKIP  # another scheme (Basic, ...): another authenticator's credential
+            return _deny(Reason.TOKEN_MALFORMED, "Authorization is not 'Bearer <b64token>'")
+        token = m.group(1)
+        now = ctx.now
+        hit = self._cache.get(token, now)
+        if hit is None:
+            result = await self._verify(token, allowed_issuers, now)
+            if isinstance(result, Deny):
+                return result
+            hit = result
+        elif allowed_issuers is not None and hit.identity.issuer not in allowed_issuers:
+            return _deny(Reason.TOKEN_BAD_ISSUER, f"issuer {hit.identity.issuer} not accepted on this route")
+        ctx.identity = hit.identity
+        return CONTINUE
+
+    async def _verify(self, token: bytes, allowed: tuple[str, ...] | None, now: float) -> CachedAuth | Deny:
+        try:
+            parsed = parse_compact(token)
+        except IdentityError as exc:
+            return _deny(exc.reason, str(exc))
+        iss = parsed.unverified_issuer
+        if iss is None:
+            return _deny(Reason.TOKEN_MISSING_CLAIM, "no iss claim")
+        entry = self._by_iss.get(iss) if isinstance(iss, str) else None
+        if entry is None:
+            return _deny(Reason.TOKEN_BAD_ISSUER, f"iss {str(iss)[:100]!r} is not a configured issuer")
+        if allowed is not None and entry.name not in allowed:
+            return _deny(Reason.TOKEN_BAD_ISSUER, f"issuer {entry.name} not accepted on this route")
+        try:
+            vt = entry.verifier.verify_parsed(parsed, now)
+        except IdentityError as exc:
+            if exc.reason not in (Reason.TOKEN_UNKNOWN_KEY, Reason.KEYS_UNAVAILABLE):
+                return _deny(exc.reason, f"{entry.name}: {exc}")
+            kid = parsed.header.get("kid")
+            if not await entry.provider.refetch_for_unknown_kid(kid if isinstance(kid, str) else None):
+                return _deny(exc.reason, f"{entry.name}: {exc} (no refetch or still unknown)")
+            try:
+                vt = entry.verifier.verify_parsed(parsed, now)
+            except IdentityError as exc2:
+                return _deny(exc2.reason, f"{entry.name}: {exc2} (after refetch)")
+        hit = CachedAuth(vt, identity_from_token(vt, self._trust_domain))
+        self._cache.put(token, hit, vt.exp, now)
+        return hit
+
+    def __repr__(self) -> str:
+        return f"<JwtAuthenticator issuers={sorted(self.providers)} {self._cache!r}>"
+
+
+__all__ = ["CachedAuth", "JwtAuthenticator", "ProviderFactory"]

@@ -1,0 +1,111 @@
+"""Request and response heads as they cross the gateway: framing re-done, hop-by-hop headers dropped.
+
+The upstream sees the normalized path (ARCHITECTURE §9), the client's sanitized headers, and only the
+identity headers the gateway set itself.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from garrison.pipeline.context import RequestContext
+from garrison.pipeline.route import Route
+from garrison.pipeline.stage import ResponseHead
+from garrison.pipeline.verdicts import Header
+
+# RFC 9110 §7.6.1: connection-specific fields are not forwarded. Framing (content-length,
+# transfer-encoding) is re-done by the gateway for each hop. `server`/`x-powered-by` are banners.
+_DROP_FROM_RESPONSE = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"server",
+        b"x-powered-by",
+        b"x-aspnet-version",
+        b"x-aspnetmvc-version",
+    }
+)
+_FRAMING_AND_HOST = frozenset({b"host", b"content-length", b"transfer-encoding"})
+
+
+@dataclass(frozen=True, slots=True)
+class BodyFraming:
+    content_length: int | None
+    chunked: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
+
+
+NO_BODY = BodyFraming(None, False)
+
+
+def upstream_target(ctx: RequestContext, route: Route) -> bytes:
+    path = ctx.path
+    if route.strip_prefix and path.startswith(route.strip_prefix):
+        path = path[len(route.strip_prefix) :] or "/"
+        if not path.startswith("/"):
+            path = "/" + path
+    target = path.encode("ascii")
+    if ctx.query:
+        target += b"?" + ctx.query
+    return target
+
+
+def build_upstream_head(ctx: RequestContext, route: Route, framing: BodyFraming) -> bytes:
+    """The request line and headers sent upstream. ``ctx.headers`` was sanitized by the hygiene stage."""
+    parts = [ctx.method.encode("ascii"), b" ", upstream_target(ctx, route), b" HTTP/1.1\r\nhost: "]
+    parts.append(ctx.host_header or ctx.host.encode("ascii"))
+    parts.append(b"\r\n")
+    for name, value in ctx.headers:
+        if name not in _FRAMING_AND_HOST:
+            parts += (name, b": ", value, b"\r\n")
+    for name, value in ctx.upstream_headers:
+        parts += (name, b": ", value, b"\r\n")
+    if framing.chunked:
+        parts.append(b"transfer-encoding: chunked\r\n")
+    elif framing.content_length is not None:
+        parts += (b"content-length: ", str(framing.content_length).encode(), b"\r\n")
+    parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def response_headers_for_client(
+    ctx: RequestContext, head: ResponseHead, http11: bool, no_body: bool, close: bool
+) -> tuple[list[Header], bool, bool]:
+    """Headers for the client, whether the body is re-chunked, and whether to close after it."""
+    connection_named: set[bytes] = set()
+    has_length = False
+    out: list[Header] = []
+    for name, value in head.headers:
+        if name == b"connection":
+            connection_named.update(t.strip().lower() for t in value.split(b","))
+        elif name == b"content-length":
+            has_length = True
+    for name, value in head.headers:
+        if name in _DROP_FROM_RESPONSE or name in connection_named:
+            continue
+        out.append((name, value))
+    chunked_out = False
+    if not no_body and not has_length:
+        if http11:
+            out.append((b"transfer-encoding", b"chunked"))
+            chunked_out = True
+        else:
+            close = True  # HTTP/1.0 client: the end of the body is the end of the connection
+    out.append((b"x-request-id", ctx.request_id.encode()))
+    out.extend(ctx.response_headers)
+    if close:
+        out.append((b"connection", b"close"))
+    return out, chunked_out, close
+
+
+__all__ = ["NO_BODY", "BodyFraming", "build_upstream_head", "response_headers_for_client", "upstream_target"]

@@ -1,0 +1,504 @@
+"""The HTTP/1.1 server side of the gateway: asyncio + httptools (llhttp), keep-alive, streaming.
+
+One ``HttpConnection`` per client connection. Requests on a connection are served strictly in order
+(pipelined ones wait, with reading paused). Each request snapshots the current ``Runtime`` when its
+head is complete, so a config reload never changes a request in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+
+from garrison.errors import HttpError, UpstreamError
+from garrison.pipeline.context import RequestContext
+from garrison.pipeline.stage import ResponseHead
+from garrison.pipeline.verdicts import CONTINUE, Deny, Respond, Verdict
+from garrison.proxy.body import BodyStream
+from garrison.proxy.forward import NO_BODY, build_upstream_head, response_headers_for_client
+from garrison.proxy.responses import error_response, render_head
+from garrison.reasons import Reason
+
+if TYPE_CHECKING:
+    from garrison.proxy.runtime import Runtime
+
+log = logging.getLogger("garrison.server")
+
+_CRLF = b"\r\n"
+_LAST_CHUNK = b"0\r\n\r\n"
+
+
+def _new_request_id(_urandom: object = os.urandom) -> str:
+    return os.urandom(8).hex()
+
+
+class Exchange:
+    """One request on a connection: its head as parsed, and its body stream."""
+
+    __slots__ = ("body", "head_bytes", "headers", "http11", "keep_alive", "method", "upgrade", "url")
+
+    def __init__(self) -> None:
+        self.url = b""
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.head_bytes = 0
+        self.method = ""
+        self.http11 = True
+        self.keep_alive = True
+        self.upgrade = False
+        self.body = BodyStream()
+
+
+class HttpConnection(asyncio.Protocol):
+    """A client connection. Parsing callbacks come from httptools; handling runs in one task per request."""
+
+    def __init__(self, server: GatewayServer) -> None:
+        self.server = server
+        self.loop = server.loop
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.peer_ip = ""
+        self.tls = False
+        self.peer_cert: bytes | None = None
+        self.parsing: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self.active: Exchange | None = None
+        self.closing = False
+        self.broken = False  # the parser saw a violation: no more bytes are parsed on this connection
+        self.reading_paused = False
+        self.write_paused = False
+        self.deadline = 0.0
+        self.upstream_reading: object | None = None  # the UpstreamConnection whose body we relay
+        self.task: asyncio.Task[None] | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
+        peer = transport.get_extra_info("peername")
+        self.peer_ip = peer[0] if peer else ""
+        sslobj = transport.get_extra_info("ssl_object")
+        if sslobj is not None:
+            self.tls = True
+            self.peer_cert = sslobj.getpeercert(binary_form=True)
+        limits = self.server.runtime.limits
+        self.deadline = self.loop.time() + limits.idle_timeout
+        self.server.connections.add(self)
+        if len(self.server.connections) > limits.max_connections:
+            self._abort_with(Reason.OVERLOADED)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.server.connections.discard(self)
+        for ex in (self.parsing, self.active, *self.queue):
+            if ex is not None:
+                ex.body.abort()
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing or self.broken:
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            # Upgrades (WebSocket, h2c) and CONNECT are not proxied yet: refuse clearly.
+            self._reject_current(Reason.METHOD_NOT_SUPPORTED)
+        except httptools.HttpParserError as exc:
+            # An HttpError raised in one of our callbacks reaches us wrapped by httptools.
+            cause = exc.__context__ if isinstance(exc.__context__, HttpError) else None
+            self._reject_current(cause.reason if cause is not None else _parser_reason(exc))
+        except HttpError as exc:
+            self._reject_current(exc.reason)
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        up = self.upstream_reading
+        if up is not None:
+            up.pause_reading()  # type: ignore[attr-defined]
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        up = self.upstream_reading
+        if up is not None:
+            up.resume_reading()  # type: ignore[attr-defined]
+
+    # -- httptools callbacks ----------------------------------------------------------------
+    def on_message_begin(self) -> None:
+        self.parsing = Exchange()
+        self.deadline = self.loop.time() + self.server.runtime.limits.header_timeout
+
+    def on_url(self, url: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.url += url
+        ex.head_bytes += len(url)
+        if len(ex.url) > self.server.runtime.limits.max_uri_bytes:
+            raise HttpError(reason=Reason.URI_TOO_LONG)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        ex.headers.append((name.lower(), value))
+        ex.head_bytes += len(name) + len(value) + 4
+        limits = self.server.runtime.limits
+        if ex.head_bytes > limits.max_header_bytes:
+            raise HttpError(reason=Reason.HEADERS_TOO_LARGE)
+        if len(ex.headers) > limits.max_headers:
+            raise HttpError(reason=Reason.TOO_MANY_HEADERS)
+
+    def on_headers_complete(self) -> None:
+        ex = self.parsing
+        assert ex is not None
+        parser = self.parser
+        ex.method = parser.get_method().decode("ascii", "replace")
+        version = parser.get_http_version()
+        if version not in ("1.1", "1.0"):
+            raise HttpError(reason=Reason.VERSION_NOT_SUPPORTED)
+        ex.http11 = version == "1.1"
+        ex.keep_alive = bool(parser.should_keep_alive())
+        ex.upgrade = bool(parser.should_upgrade())
+        self.deadline = self.loop.time() + self.server.runtime.limits.body_timeout
+        if self.active is None:
+            self._start(ex)
+        else:  # pipelined: serve in order, and stop reading more until we catch up
+            self.queue.append(ex)
+            self._pause_reading()
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        assert ex is not None
+        self.deadline = self.loop.time() + self.server.runtime.limits.body_timeout
+        if ex.body.feed(body, self.server.runtime.limits.max_body_bytes) and not self.reading_paused:
+            self._pause_reading()  # the handler resumes reading when it has drained the buffer
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        if ex is not None:
+            ex.body.finish()
+        self.parsing = None
+
+    # -- flow control -----------------------------------------------------------------------
+    def _pause_reading(self) -> None:
+        if self.transport is not None and not self.reading_paused:
+            self.reading_paused = True
+            self.transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        if self.transport is not None and self.reading_paused and not self.closing and not self.broken:
+            self.reading_paused = False
+            self.transport.resume_reading()
+
+    # -- request handling -------------------------------------------------------------------
+    def _start(self, ex: Exchange) -> None:
+        self.active = ex
+        ex.body.on_drain = self._resume_reading
+        self.task = self.loop.create_task(self._serve(ex))
+
+    async def _serve(self, ex: Exchange) -> None:
+        rt = self.server.runtime  # snapshot: in-flight requests finish on the config they started with
+        started = time.perf_counter()
+        ctx = RequestContext(
+            method=ex.method,
+            raw_target=ex.url,
+            headers=ex.headers,
+            client_addr=self.peer_ip,
+            request_id=_new_request_id(),
+            now=time.time(),
+            tls=self.tls,
+            peer_cert_der=self.peer_cert,
+        )
+        status = 500
+        verdict: Verdict = CONTINUE
+        close = not ex.keep_alive
+        try:
+            if ex.upgrade:
+                verdict = Deny(Reason.METHOD_NOT_SUPPORTED, "hygiene", detail="upgrade/CONNECT not supported")
+            else:
+                verdict = await rt.pre.run(ctx)
+                if verdict is CONTINUE:
+                    route = ctx.route
+                    assert route is not None and route.chain is not None
+                    verdict = await route.chain.run(ctx)
+            if verdict is CONTINUE:
+                status, close = await self._forward(rt, ctx, ex, close)
+            elif isinstance(verdict, Deny):
+                ctx.decision = verdict
+                # After a hygiene denial the framing of whatever follows cannot be trusted: close.
+                close = close or not ex.body.complete or verdict.stage == "hygiene"
+                status = self._send_error(ctx, verdict.status, verdict.reason, verdict.headers, close)
+            elif isinstance(verdict, Respond):
+                close = close or not ex.body.complete
+                status = self._send_local(ctx, verdict, close)
+        except asyncio.CancelledError:
+            close = True
+            raise
+        except Exception:
+            log.exception("request %s failed", ctx.request_id)
+            ctx.decision = Deny(Reason.STAGE_ERROR, "gateway")
+            close = True
+            status = self._send_error(ctx, 500, Reason.STAGE_ERROR, (), True)
+        finally:
+            rt.observe(ctx, status, time.perf_counter() - started)
+            self._finish(ex, close)
+
+    async def _forward(
+        self, rt: Runtime, ctx: RequestContext, ex: Exchange, close: bool
+    ) -> tuple[int, bool]:
+        route = ctx.route
+        assert route is not None
+        framing = ctx.framing or NO_BODY
+        pool = rt.pools.get(route.upstream)
+        try:
+            conn = await pool.acquire()
+        except UpstreamError as exc:
+            ctx.decision = Deny(exc.reason, "forward", detail=str(exc))
+            rt.upstream_error(route.name, exc.reason)
+            return self._send_error(ctx, exc.reason.status, exc.reason, (), close), close
+        ok = False
+        try:
+            head_only = ex.method == "HEAD"
+            conn.head_only = head_only
+            conn.send(build_upstream_head(ctx, route, framing))
+            if framing.has_body:
+                await self._relay_request_body(ex, conn, framing.chunked)
+            await _await_with_timeout(self.loop, conn.head_done, rt.limits.upstream_timeout)
+            head = ResponseHead(conn.status, conn.headers)
+            if head.status >= 500 and route.mask_upstream_errors:
+                # Upstream 5xx bodies may carry stack traces: replace with a generic error.
+                ctx.decision = Deny(Reason.UPSTREAM_ERROR_MASKED, "response", detail=f"upstream {head.status}")
+                rt.upstream_error(route.name, Reason.UPSTREAM_ERROR_MASKED)
+                return self._send_error(ctx, head.status, Reason.UPSTREAM_ERROR_MASKED, (), close), close
+            route.chain.on_response(ctx, head) if route.chain is not None else None
+            no_body = head_only or head.status in (204, 304) or 100 <= head.status < 200
+            headers, chunked_out, close = response_headers_for_client(ctx, head, ex.http11, no_body, close)
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return 499, True
+            transport.write(render_head(head.status, headers))
+            if not no_body:
+                if chunked_out:
+                    conn.set_sink(_chunked_writer(transport))
+                else:
+                    conn.set_sink(transport.write)
+                self.upstream_reading = conn
+                if self.write_paused:
+                    conn.pause_reading()
+            await _await_with_timeout(self.loop, conn.done, rt.limits.upstream_timeout)
+            if chunked_out:
+                transport.write(_LAST_CHUNK)
+            ok = True
+            return head.status, close
+        except UpstreamError as exc:
+            ctx.decision = Deny(exc.reason, "forward", detail=str(exc))
+            rt.upstream_error(route.name, exc.reason)
+            if conn.head_done.done() and not conn.head_done.exception():
+                return conn.status, True  # head already sent: all we can do is cut the connection
+            return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
+        except HttpError as exc:  # the client's body broke a limit or its framing mid-stream
+            ctx.decision = Deny(exc.reason, "hygiene")
+            return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
+        finally:
+            self.upstream_reading = None
+            if ok:
+                pool.release(conn)
+            else:
+                conn.close()
+
+    async def _relay_request_body(self, ex: Exchange, conn: object, chunked: bool) -> None:
+        send = conn.send  # type: ignore[attr-defined]
+        body = ex.body
+        while True:
+            chunk = await body.read()
+            if chunk is None:
+                break
+            if chunked:
+                send(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            else:
+                send(chunk)
+        if chunked:
+            send(_LAST_CHUNK)
+
+    def _send_error(
+        self,
+        ctx: RequestContext,
+        status: int,
+        reason: Reason,
+        extra: tuple[tuple[bytes, bytes], ...],
+        close: bool,
+    ) -> int:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(
+                error_response(status, reason, ctx.request_id, extra=extra, close=close, tls=self.tls)
+            )
+        return status
+
+    def _send_local(self, ctx: RequestContext, verdict: Respond, close: bool) -> int:
+        headers = [*verdict.headers, (b"content-length", str(len(verdict.body)).encode())]
+        headers.append((b"x-request-id", ctx.request_id.encode()))
+        if close:
+            headers.append((b"connection", b"close"))
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(render_head(verdict.status, headers) + verdict.body)
+        return verdict.status
+
+    def _finish(self, ex: Exchange, close: bool) -> None:
+        self.active = None
+        self.task = None
+        if close or self.closing or self.broken or not ex.body.complete:
+            self.close()
+            return
+        if self.queue:
+            self._start(self.queue.popleft())
+            return
+        self.deadline = self.loop.time() + self.server.runtime.limits.idle_timeout
+        if self.server.draining:
+            self.close()
+            return
+        self._resume_reading()
+
+    def _reject_current(self, reason: Reason) -> None:
+        """A parse-level violation: answer it and close. The parser is unusable from here on.
+
+        If a request is being handled (its head was fine, its body is not), its handler gets the
+        error from the body stream and answers it; the connection closes after that response.
+        """
+        self.broken = True
+        self._pause_reading()
+        target = self.parsing if self.parsing is not None else self.active
+        if self.active is not None and target is not None and (target is self.active or self.queue):
+            target.body.fail(HttpError(reason=reason))
+            if target is self.active:
+                return
+        if self.active is None and self.transport is not None:
+            rid = _new_request_id()
+            self.transport.write(error_response(reason.status, reason, rid, close=True, tls=self.tls))
+            self.server.runtime.observe_reject(reason, self.peer_ip, rid)
+        self.close()
+
+    def _abort_with(self, reason: Reason) -> None:
+        self._reject_current(reason)
+
+    def expire(self, now: float) -> None:
+        """Called by the server's sweeper: enforce header/body/idle timeouts."""
+        if self.closing or now < self.deadline:
+            return
+        if self.active is None and self.parsing is not None:
+            self._reject_current(Reason.REQUEST_TIMEOUT)  # slow head or body (slowloris)
+        elif self.active is None:
+            self.close()  # idle keep-alive connection
+        elif self.active is not None and not self.active.body.complete:
+            self.active.body.fail(HttpError(reason=Reason.REQUEST_TIMEOUT))
+
+    def close(self) -> None:
+        if not self.closing:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+
+
+class GatewayServer:
+    """Listens on one address with the current Runtime; ``swap`` replaces the runtime atomically."""
+
+    def __init__(self, runtime: Runtime, *, ssl_context: ssl.SSLContext | None = None) -> None:
+        self.runtime = runtime
+        self.ssl_context = ssl_context
+        self.loop = asyncio.get_running_loop()
+        self.connections: set[HttpConnection] = set()
+        self.draining = False
+        self._server: asyncio.AbstractServer | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.port = 0
+
+    async def start(self, host: str, port: int, *, reuse_port: bool = False) -> None:
+        self._server = await self.loop.create_server(
+            lambda: HttpConnection(self),
+            host,
+            port,
+            ssl=self.ssl_context,
+            reuse_port=reuse_port or None,
+            backlog=1024,
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        self._sweeper = self.loop.create_task(self._sweep())
+
+    def swap(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(0.5)
+            now = self.loop.time()
+            for conn in list(self.connections):
+                conn.expire(now)
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop accepting, close idle connections, let in-flight requests finish (up to ``grace``)."""
+        self.draining = True
+        if self._server is not None:
+            self._server.close()
+        for conn in list(self.connections):
+            if conn.active is None and conn.parsing is None:
+                conn.close()
+        deadline = self.loop.time() + grace
+        while any(c.active is not None for c in self.connections) and self.loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.close()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+
+
+def _chunked_writer(transport: asyncio.Transport) -> object:
+    write = transport.write
+
+    def sink(chunk: bytes) -> None:
+        if chunk:
+            write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
+    return sink
+
+
+def _expire_future(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_exception(UpstreamError("upstream timed out", Reason.UPSTREAM_TIMEOUT))
+
+
+async def _await_with_timeout(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None], timeout: float) -> None:
+    if fut.done():
+        return fut.result()
+    handle = loop.call_later(timeout, _expire_future, fut)
+    try:
+        await fut
+    finally:
+        handle.cancel()
+
+
+def _parser_reason(exc: Exception) -> Reason:
+    """Map llhttp's error text to our framing reason codes (RFC 9112 §6.1, §6.3, §7.1)."""
+    text = str(exc).lower()
+    if "content-length" in text and "transfer-encoding" in text:
+        return Reason.FRAMING_CL_TE
+    if "duplicate content-length" in text:
+        return Reason.FRAMING_DUPLICATE_CONTENT_LENGTH
+    if "content-length" in text:
+        return Reason.FRAMING_BAD_CONTENT_LENGTH
+    if "chunk" in text:
+        return Reason.FRAMING_BAD_CHUNK
+    if "transfer-encoding" in text:
+        return Reason.FRAMING_BAD_TRANSFER_ENCODING
+    if "method" in text:
+        return Reason.METHOD_NOT_SUPPORTED
+    if "version" in text:
+        return Reason.VERSION_NOT_SUPPORTED
+    return Reason.BAD_REQUEST
+
+
+__all__ = ["GatewayServer", "HttpConnection"]
