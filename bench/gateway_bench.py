@@ -151,6 +151,7 @@ class Processes:
                 start_new_session=True,
                 env=env,
             )
+        apply_nice(proc.pid, self.nice)
         server = Server(name, proc, port, log_path)
         self.servers[name] = server
         wait_http(server, ready_timeout)
@@ -174,6 +175,15 @@ class Processes:
     def stop_all(self) -> None:
         for name in reversed(list(self.servers)):
             self.stop(name)
+
+
+def apply_nice(pid: int, nice: int) -> None:
+    """`nice` alone does nothing across sessions when the kernel groups them (autogroup): each
+    session is scheduled as one group. So also set the session's autogroup nice (root only)."""
+    if not nice:
+        return
+    with contextlib.suppress(OSError):
+        Path(f"/proc/{pid}/autogroup").write_text(str(nice))
 
 
 def free_port() -> int:
@@ -248,6 +258,21 @@ def session_ticks(sid: int) -> int:
         fields = data[data.rfind(")") + 2 :].split()  # fields[0] is field 3 (state)
         if int(fields[3]) == sid:  # field 6: session
             total += int(fields[11]) + int(fields[12])  # fields 14, 15: utime, stime
+    return total
+
+
+def other_thread_ticks(pid: int) -> int:
+    """utime+stime of the threads of `pid` other than its main thread (e.g. a log writer)."""
+    total = 0
+    for stat in glob.glob(f"/proc/{pid}/task/[0-9]*/stat"):
+        if stat == f"/proc/{pid}/task/{pid}/stat":
+            continue
+        try:
+            data = Path(stat).read_text()
+        except OSError:
+            continue
+        fields = data[data.rfind(")") + 2 :].split()
+        total += int(fields[11]) + int(fields[12])
     return total
 
 
@@ -470,11 +495,13 @@ class Row:
     non2xx: int
     socket_errors: int
     server_cpu_us: float | None
+    server_other_threads_cpu_us: float | None  # part of server_cpu_us spent outside the main thread
     upstream_cpu_us: float | None
     wrk_cpu_pct: float
     server_core_busy_pct: float | None
     aux_core_busy_pct: float | None
     server_core_share_pct: float | None  # how much of one core the server got during the run
+    upstream_core_share_pct: float | None  # the same for the upstream (None for direct: it is the server)
     idle_load_pct: float | None  # both cores' busy % in a short idle window before the run (others' load)
 
 
@@ -563,7 +590,14 @@ class Wrk:
             self.commands.append(" ".join(shown))
         t0 = time.monotonic()
         with tempfile.TemporaryFile() as out:
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            proc = subprocess.Popen(
+                cmd,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=bool(self.args.nice),
+            )
+            apply_nice(proc.pid, self.args.nice)
             deadline = t0 + duration + 30
             try:
                 while True:
@@ -606,8 +640,10 @@ def measure(
         time.sleep(args.idle_probe)
         i1 = cpu_times()
         s0, u0, c0 = session_ticks(server.pid), session_ticks(upstream.pid), cpu_times()
+        t0 = other_thread_ticks(server.pid)
         text, wrk_cpu = wrk.run(port, mode, args.duration)
         s1, u1, c1 = session_ticks(server.pid), session_ticks(upstream.pid), cpu_times()
+        t1 = other_thread_ticks(server.pid)
     finally:
         if target == "direct":
             set_affinity(upstream.pid, args.upstream_cpu)
@@ -630,17 +666,23 @@ def measure(
         non2xx=int(w["err_status"]),
         socket_errors=sum(int(w[k]) for k in ("err_connect", "err_read", "err_write", "err_timeout")),
         server_cpu_us=per_req(s1 - s0),
+        server_other_threads_cpu_us=per_req(t1 - t0),
         upstream_cpu_us=None if target == "direct" else per_req(u1 - u0),
         wrk_cpu_pct=wrk_cpu,
         server_core_busy_pct=busy_pct(c0, c1, args.server_cpu),
         aux_core_busy_pct=busy_pct(c0, c1, args.aux_cpu),
         server_core_share_pct=round(100.0 * (s1 - s0) / CLK_TCK / (w["duration_us"] / 1e6), 1),
+        upstream_core_share_pct=None
+        if target == "direct"
+        else round(100.0 * (u1 - u0) / CLK_TCK / (w["duration_us"] / 1e6), 1),
         idle_load_pct=busy_pct(i0, i1, -1),
     )
     log(
         f"r{rnd} {target:<13} {mode:<8} {row.rps:>9,.0f} req/s"
         f"  p50 {row.p50_ms:.2f} ms  p99 {row.p99_ms:.2f} ms"
-        f"  server {fmt(row.server_cpu_us, 1)} µs/req  upstream {fmt(row.upstream_cpu_us, 1)} µs/req"
+        f"  server {fmt(row.server_cpu_us, 1)} µs/req"
+        f" (other threads {fmt(row.server_other_threads_cpu_us, 1)})"
+        f"  upstream {fmt(row.upstream_cpu_us, 1)} µs/req"
         f"  non2xx {row.non2xx}  cores {fmt(row.server_core_busy_pct, 0)}%/{fmt(row.aux_core_busy_pct, 0)}%"
         f"  wrk {row.wrk_cpu_pct:.0f}%  server got {fmt(row.server_core_share_pct, 0)}% of its core"
         f"  (idle-window load {fmt(row.idle_load_pct, 0)}%)"
@@ -667,6 +709,7 @@ def median_rows(rows: list[Row]) -> dict[tuple[str, str], dict[str, Any]]:
             "p50_ms",
             "p99_ms",
             "server_cpu_us",
+            "server_other_threads_cpu_us",
             "upstream_cpu_us",
             "wrk_cpu_pct",
             "aux_core_busy_pct",
@@ -732,13 +775,15 @@ def print_report(
     med: dict[tuple[str, str], dict[str, Any]],
     checks: list[dict[str, Any]],
 ) -> None:
-    hdr = ("target", "mode", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "upstream µs/req", "x HAProxy+JWT",
-           "(CPU)", "x direct", "core got %", "aux core %", "idle load %", "errors")  # fmt: skip
+    hdr = ("target", "mode", "req/s", "p50 ms", "p99 ms", "CPU µs/req", "threads", "upstream µs/req",
+           "x HAProxy+JWT", "(CPU)", "x direct", "core got %", "aux core %", "idle load %",
+           "errors")  # fmt: skip
     lines = [hdr]
     for (target, mode), m in med.items():
         lines.append((
             target, mode, fmt(m["rps"], 0), fmt(m["p50_ms"]), fmt(m["p99_ms"]), fmt(m["server_cpu_us"], 1),
-            fmt(m["upstream_cpu_us"], 1), fmt(ratio(rows, target, "haproxy", mode)),
+            fmt(m["server_other_threads_cpu_us"], 1), fmt(m["upstream_cpu_us"], 1),
+            fmt(ratio(rows, target, "haproxy", mode)),
             fmt(ratio(rows, target, "haproxy", mode, kind="cpu")), fmt(ratio(rows, target, "direct", mode)),
             fmt(m["server_core_share_pct"], 0), fmt(m["aux_core_busy_pct"], 0), fmt(m["idle_load_pct"], 0),
             str(m["non2xx"] + m["socket_errors"]),
@@ -756,6 +801,7 @@ def print_report(
         if i == 0:
             print("  ".join("-" * w for w in widths))
     print(
+        "  threads = the part of CPU µs/req spent outside the server's main thread (log writers etc.).\n"
         "  (CPU) = HAProxy+JWT CPU µs/req / this row's: the req/s ratio if each server had its core alone.\n"
         "  core got % = share of one core the server used; idle load % = both cores' busy % just before\n"
         "  the run while our servers idled (someone else's load: > 10% means a noisy run)."
@@ -772,17 +818,17 @@ def print_report(
         if r.non2xx or r.socket_errors
     ]
     warn += [
-        f"{r.target}/{r.mode} round {r.round}: upstream+wrk core {r.aux_core_busy_pct:.0f}% busy "
-        "(load generator / upstream may be the limit)"
+        f"{r.target}/{r.mode} round {r.round}: wrk {r.wrk_cpu_pct:.0f}% + upstream "
+        f"{r.upstream_core_share_pct:.0f}% of their shared core (load generator / upstream may be the limit)"
         for r in rows
-        if r.aux_core_busy_pct is not None and r.aux_core_busy_pct > 90 and r.target != "direct"
+        if r.upstream_core_share_pct is not None and r.wrk_cpu_pct + r.upstream_core_share_pct > 85
     ]
-    warn += [
-        f"{r.target}/{r.mode} round {r.round}: {r.idle_load_pct:.0f}% of the machine was busy before the "
-        "run with our servers idle (shared machine: prefer the (CPU) ratios, use --rounds 3)"
-        for r in rows
-        if r.idle_load_pct is not None and r.idle_load_pct > 10
-    ]
+    noisy = [r.idle_load_pct for r in rows if r.idle_load_pct is not None and r.idle_load_pct > 10]
+    if noisy:
+        warn.append(
+            f"{len(noisy)} of {len(rows)} runs started with others' load on the machine (idle load up to "
+            f"{max(noisy):.0f}%): prefer the (CPU) ratios, --rounds 3, or --nice -10 (root)"
+        )
     for w in warn:
         print(f"  WARNING {w}")
 
@@ -924,6 +970,7 @@ def versions() -> dict[str, str]:
         "haproxy": first_line(["haproxy", "-v"]),
         "wrk": first_line(["wrk", "-v"]),
         "python": sys.version.split()[0],
+        "garrison_git": first_line(["git", "-C", str(HERE.parent), "describe", "--always", "--dirty"]),
         "kernel": platform.release(),
         "cpus": str(os.cpu_count()),
     }

@@ -48,3 +48,20 @@ def test_chunked_body_is_forwarded_when_well_formed(gateway: GatewayThread) -> N
     )
     assert status_of(resp) == 200
     assert b'"body_bytes": 11' in resp
+
+
+def test_transfer_encoding_in_http10_is_refused(gateway: GatewayThread) -> None:
+    resp, closed = exchange(gateway.port, b"POST /public/x HTTP/1.0\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    assert status_of(resp) == 400 and closed
+
+
+def test_absolute_form_host_must_match_host_header(gateway: GatewayThread) -> None:
+    resp, _ = exchange(gateway.port, b"GET http://evil.example/public/x HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    assert status_of(resp) == 400
+
+
+def test_trailers_are_not_forwarded_as_headers(gateway: GatewayThread) -> None:
+    body = b"5\r\nhello\r\n0\r\nX-Garrison-Principal: spiffe://test.local/svc/admin\r\n\r\n"
+    resp, _ = exchange(gateway.port, HEAD + b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body)
+    assert status_of(resp) == 200
+    assert b"x-garrison-principal" not in resp

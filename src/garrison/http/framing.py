@@ -8,7 +8,9 @@ as llhttp hands them: leading whitespace already removed, trailing whitespace ke
 from __future__ import annotations
 
 import ipaddress
+import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Final
 
 from garrison.errors import HttpError
@@ -21,16 +23,17 @@ Header = tuple[bytes, bytes]
 _TCHAR: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _OWS: Final = b" \t"
 _OWS_FIRST: Final = frozenset((b" ", b"\t"))
-_DIGITS: Final = b"0123456789"
 # A Content-Length of 18 digits is < 10**18 bytes; anything longer is absurd, and the body limit is
 # enforced elsewhere. It also keeps int() away from huge inputs.
 _MAX_CL_DIGITS: Final = 18
-# RFC 3986 §3.2.2 reg-name, restricted to what DNS names and IPv4 literals use; "%" (pct-encoded) and
-# sub-delims are refused: no real client sends them in Host.
-_HOST_CHARS: Final = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
-# Lower-case names that are valid tokens and not framing headers: the per-name token check is skipped
-# for them (the common case). Anything else, including any upper-case spelling, takes the full check.
-_COMMON_NAMES: Final = frozenset(
+# RFC 3986 §3.2.2 reg-name, restricted to what DNS names and IPv4 literals use (dot-separated non-empty
+# labels); "%" (pct-encoded) and sub-delims are refused: no real client sends them in Host.
+_HOST_NAME: Final = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]*(?:\.[A-Za-z0-9_-]+)*")
+# Lower-case names known to be valid tokens, by framing role (0: none, 1: Content-Length, 2:
+# Transfer-Encoding). A name found here skips the per-name token check (the common case); any other
+# name, including any upper-case spelling, is checked, lower-cased and looked up again.
+_ORDINARY, _CONTENT_LENGTH, _TRANSFER_ENCODING = 0, 1, 2
+_KNOWN_NAMES: Final[dict[bytes, int]] = dict.fromkeys(
     (
         b"host", b"user-agent", b"accept", b"accept-encoding", b"accept-language", b"authorization",
         b"content-type", b"cookie", b"connection", b"cache-control", b"pragma", b"origin", b"referer",
@@ -38,8 +41,9 @@ _COMMON_NAMES: Final = frozenset(
         b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip",
         b"sec-fetch-mode", b"sec-fetch-site", b"sec-fetch-dest", b"upgrade-insecure-requests", b"te",
         b"expect", b"range", b"if-match", b"dnt", b"x-api-key", b"x-correlation-id",
-    )
-)  # fmt: skip
+    ),
+    _ORDINARY,
+) | {b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,19 +73,20 @@ def check_framing(headers: list[Header], *, http_version: str = "1.1") -> Framin
     cl: list[bytes] = []
     te: list[bytes] = []
     values: list[bytes] = []
+    append, known, ows_first = values.append, _KNOWN_NAMES.get, _OWS_FIRST  # locals: this loop is hot
     for name, value in headers:
-        values.append(value)
-        if value[:1] in _OWS_FIRST:
+        append(value)
+        if value[:1] in ows_first:
             # RFC 9112 §5.2: obs-fold (a line starting with whitespace) is rejected, not unfolded.
             raise HttpError(reason=Reason.FRAMING_OBS_FOLD)
-        if name in _COMMON_NAMES:
-            continue
-        if not name or name.translate(None, _TCHAR):
-            raise HttpError(reason=Reason.BAD_HEADER)  # RFC 9110 §5.1: field-name = token
-        lname = name.lower()
-        if lname == b"content-length":
+        role = known(name)
+        if role is None:
+            if not name or name.translate(None, _TCHAR):
+                raise HttpError(reason=Reason.BAD_HEADER)  # RFC 9110 §5.1: field-name = token
+            role = known(name.lower(), _ORDINARY)
+        if role == _CONTENT_LENGTH:
             cl.append(value)
-        elif lname == b"transfer-encoding":
+        elif role == _TRANSFER_ENCODING:
             te.append(value)
     blob = b"".join(values)
     if 13 in blob or 10 in blob or 0 in blob:
@@ -106,9 +111,9 @@ def check_framing(headers: list[Header], *, http_version: str = "1.1") -> Framin
         # RFC 9112 §6.3 item 5 allows merging identical values; a security gateway does not.
         raise HttpError(reason=Reason.FRAMING_DUPLICATE_CONTENT_LENGTH)
     value = cl[0].strip(_OWS)
-    if b"," in value:
+    if 0x2C in value:
         raise HttpError(reason=Reason.FRAMING_DUPLICATE_CONTENT_LENGTH)  # "5, 5": a list is a duplicate
-    if not value or value.translate(None, _DIGITS) or len(value) > _MAX_CL_DIGITS:
+    if not value.isdigit() or len(value) > _MAX_CL_DIGITS:  # bytes.isdigit: ASCII digits only
         raise HttpError(reason=Reason.FRAMING_BAD_CONTENT_LENGTH)  # RFC 9110 §8.6: Content-Length = 1*DIGIT
     return Framing(int(value), False)
 
@@ -121,49 +126,54 @@ def check_host(headers: list[Header], *, target_host: str | None = None) -> str:
     """
     found: bytes | None = None
     for name, value in headers:
-        if len(name) == 4 and (name == b"host" or name.lower() == b"host"):
+        if name == b"host" or (len(name) == 4 and name.lower() == b"host"):
             if found is not None:
                 raise HttpError(reason=Reason.BAD_HOST)
             found = value
     if found is None:
         raise HttpError(reason=Reason.BAD_HOST)
-    host = parse_host(found.strip(_OWS))
+    host = parse_host(found)
     if target_host is not None and target_host != host:
         raise HttpError(reason=Reason.BAD_HOST)  # RFC 9112 §3.2.2: never route by one and forward the other
     return host
 
 
 def parse_host(value: bytes) -> str:
-    """``uri-host [ ":" port ]`` (RFC 9110 §7.2) -> lower-case host without port or trailing dot."""
-    if value[:1] == b"[":
-        end = value.find(b"]")
-        literal, rest = value[1:end], value[end + 1 :]
-        if end == -1 or (rest and not _is_port(rest)):
-            raise HttpError(reason=Reason.BAD_HOST)
+    """``uri-host [ ":" port ]`` (RFC 9110 §7.2), surrounding OWS ignored -> lower-case host without port
+    or trailing dot. Raises ``HttpError(BAD_HOST)``."""
+    host = _parse_host(value)
+    if host is None:
+        raise HttpError(reason=Reason.BAD_HOST)
+    return host
+
+
+@lru_cache(maxsize=1024)  # Host values repeat across requests; the bound caps what a client can make it hold
+def _parse_host(value: bytes) -> str | None:
+    try:
+        text = value.decode("ascii").strip(" \t")
+    except UnicodeDecodeError:
+        return None
+    if text[:1] == "[":
+        literal, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not _is_port(port)):
+            return None
         try:
             # RFC 3986 §3.2.2: IP-literal = "[" IPv6address "]" (IPvFuture is refused)
-            return str(ipaddress.IPv6Address(literal.decode("ascii")))
-        except (ValueError, UnicodeDecodeError):
-            raise HttpError(reason=Reason.BAD_HOST) from None
-    host, sep, port = value.partition(b":")
-    if sep and not _is_port(sep + port):
-        raise HttpError(reason=Reason.BAD_HOST)
-    if host[-1:] == b".":
+            return str(ipaddress.IPv6Address(literal))
+        except ValueError:
+            return None
+    host, colon, port = text.partition(":")
+    if colon and not _is_port(colon + port):
+        return None
+    if host[-1:] == ".":
         host = host[:-1]  # "example.com." is the same DNS name as "example.com"
-    if not host or host.translate(None, _HOST_CHARS) or b".." in host or host[:1] in (b".", b"-"):
-        raise HttpError(reason=Reason.BAD_HOST)
-    return host.decode("ascii").lower()
+    return host.lower() if _HOST_NAME.fullmatch(host) else None
 
 
-def _is_port(colon_port: bytes) -> bool:
+def _is_port(colon_port: str) -> bool:
     """``":" 1*5DIGIT`` in 0-65535. RFC 3986 allows an empty port; we do not."""
     port = colon_port[1:]
-    return (
-        colon_port[:1] == b":"
-        and 0 < len(port) <= 5
-        and not port.translate(None, _DIGITS)
-        and int(port) <= 65535
-    )
+    return colon_port[:1] == ":" and 0 < len(port) <= 5 and port.isdigit() and int(port) <= 65535
 
 
 __all__ = ["CHUNKED", "NO_BODY", "Framing", "check_framing", "check_host", "parse_host"]

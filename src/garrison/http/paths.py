@@ -17,6 +17,8 @@ _UNRESERVED: Final = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz01234
 # ";" (a sub-delim) is left out: it starts a path parameter, which is stripped (slow path).
 _FAST_OK: Final = _UNRESERVED + b"!$&'()*+,=:@/"
 _HEX: Final = frozenset(b"0123456789abcdefABCDEF")
+# Maps every byte outside _FAST_OK to "%", which the fast path refuses: one C-level pass, no Python loop.
+_FAST_MARK: Final = bytes(b if b in _FAST_OK else 0x25 for b in range(256))
 
 
 def _byte_actions() -> tuple[str | None, ...]:
@@ -68,7 +70,7 @@ def split_target(raw_target: bytes) -> tuple[bytes, bytes]:
     """
     if raw_target[:1] != b"/":
         return _split_absolute(raw_target)[1:]
-    if b"#" in raw_target:
+    if 0x23 in raw_target:  # "#"; an int test is a plain memchr, a bytes one is several times slower
         raise HttpError(reason=Reason.PATH_INVALID)  # RFC 9112 §3.2: a request-target has no fragment
     path, _, query = raw_target.partition(b"?")
     return path, query
@@ -89,7 +91,7 @@ def _split_absolute(raw_target: bytes) -> tuple[str, bytes, bytes]:
     from garrison.http.framing import parse_host  # framing owns host syntax; imported late: no cycle
 
     scheme, sep, rest = raw_target.partition(b"://")
-    if not sep or scheme.lower() not in (b"http", b"https") or b"#" in rest:
+    if not sep or scheme.lower() not in (b"http", b"https") or 0x23 in rest:
         # "*" (asterisk-form), "host:443" (authority-form) and anything else land here.
         raise HttpError(reason=Reason.PATH_INVALID)
     cut = len(rest)
@@ -122,10 +124,9 @@ def normalize_path(raw_path: bytes) -> str:
     - a trailing slash is kept; the empty path is ``/``. Case is kept (case is the router's business).
     """
     # Fast path: only pchar bytes, no ';' '%' '\' and no "/." or "//"; the path is returned unchanged.
-    if not raw_path.translate(None, _FAST_OK):
-        path = raw_path.decode("ascii")
-        if path[:1] == "/" and "/." not in path and "//" not in path:
-            return path
+    path = raw_path.translate(_FAST_MARK).decode("latin-1")
+    if "%" not in path and "/." not in path and "//" not in path and path[:1] == "/":
+        return path
     if not raw_path:
         return "/"
     if raw_path[:1] not in (b"/", b"\\"):

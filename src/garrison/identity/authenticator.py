@@ -6,6 +6,7 @@ Denials carry a Reason for the client and an operator-only ``detail``; the token
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, Self
@@ -23,8 +24,9 @@ from garrison.reasons import Reason
 
 STAGE = "authn"
 # RFC 6750 §2.1: credentials = "Bearer" 1*SP b64token; we accept exactly one SP and one b64token.
-# The scheme is case-insensitive (RFC 9110 §11.1).
-_BEARER = re.compile(rb"[Bb][Ee][Aa][Rr][Ee][Rr] ([A-Za-z0-9._~+/-]+=*)")
+# The scheme is case-insensitive (RFC 9110 §11.1). The token's charset is checked on a cache miss
+# only: a hit means these exact bytes were checked (and verified) before.
+_B64TOKEN = re.compile(rb"[A-Za-z0-9._~+/-]+=*")
 # RFC 9110 §11.4: auth-scheme = token. A well-formed credential of another scheme is not ours.
 _OTHER_SCHEME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [\x21-\x7e][\x20-\x7e]*)?")
 
@@ -58,16 +60,12 @@ class JwtAuthenticator:
     __slots__ = ("_by_iss", "_cache", "_trust_domain", "providers")
 
     def __init__(
-        self,
-        entries: Sequence[_IssuerEntry],
-        trust_domain: str,
-        cache: VerifiedTokenCache[CachedAuth],
-        iss_of: Mapping[str, str],
+        self, by_iss: Mapping[str, _IssuerEntry], trust_domain: str, cache: VerifiedTokenCache[CachedAuth]
     ) -> None:
-        self._by_iss = {iss_of[e.name]: e for e in entries}
+        self._by_iss = dict(by_iss)  # exact `iss` value -> issuer
         self._trust_domain = trust_domain
         self._cache = cache
-        self.providers: Mapping[str, KeyProvider] = {e.name: e.provider for e in entries}
+        self.providers: Mapping[str, KeyProvider] = {e.name: e.provider for e in by_iss.values()}
 
     @classmethod
     def build(
@@ -81,14 +79,10 @@ class JwtAuthenticator:
         """Compile the issuers (static keys are loaded here). ``start()`` then fetches the JWKS."""
         factory = provider_factory or _default_provider
         cache: VerifiedTokenCache[CachedAuth] = VerifiedTokenCache(cache_size)
-        seen: dict[str, str] = {}
-        entries: list[_IssuerEntry] = []
+        by_iss: dict[str, _IssuerEntry] = {}
         for issuer in issuers:
-            if issuer.issuer in seen:
-                raise ConfigError(
-                    f"issuers.{issuer.name}: iss {issuer.issuer!r} is already used by {seen[issuer.issuer]}"
-                )
-            seen[issuer.issuer] = issuer.name
+            if (other := by_iss.get(issuer.issuer)) is not None:
+                raise ConfigError(f"issuers.{issuer.name}: same iss {issuer.issuer!r} as issuer {other.name}")
 
             def on_change(_keys: KeySet, name: str = issuer.name) -> None:
                 # A rotated or withdrawn key must not keep tokens alive from the cache (oathkeeper#763).
@@ -98,16 +92,15 @@ class JwtAuthenticator:
                 provider = factory(issuer, on_change)
             except KeySetError as exc:
                 raise ConfigError(f"issuers.{issuer.name}.keys: {exc}") from None
-            entries.append(_IssuerEntry(issuer.name, TokenVerifier(issuer, provider.keys), provider))
-        return cls(entries, trust_domain, cache, {v: k for k, v in seen.items()})
+            by_iss[issuer.issuer] = _IssuerEntry(issuer.name, TokenVerifier(issuer, provider.keys), provider)
+        return cls(by_iss, trust_domain, cache)
 
     async def start(self) -> None:
-        for p in self.providers.values():
-            await p.start()
+        """First fetch of every issuer's keys, concurrently (each bounded by its jwks_timeout_seconds)."""
+        await asyncio.gather(*(p.start() for p in self.providers.values()))
 
     async def close(self) -> None:
-        for p in self.providers.values():
-            await p.close()
+        await asyncio.gather(*(p.close() for p in self.providers.values()))
 
     @property
     def cache(self) -> VerifiedTokenCache[CachedAuth]:
@@ -119,17 +112,17 @@ class JwtAuthenticator:
             return SKIP
         if len(values) > 1:
             return _deny(Reason.TOKEN_MALFORMED, "several Authorization headers")
-        m = _BEARER.fullmatch(values[0])
-        if m is None:
-            value = values[0]
-            not_bearer = value[:7].lower() != b"bearer " and value.lower() != b"bearer"
-            if not_bearer and _OTHER_SCHEME.fullmatch(value):
+        value = values[0]
+        if value[:7].lower() != b"bearer ":
+            if value.lower() != b"bearer" and _OTHER_SCHEME.fullmatch(value):
                 return SKIP  # another scheme (Basic, ...): another authenticator's credential
             return _deny(Reason.TOKEN_MALFORMED, "Authorization is not 'Bearer <b64token>'")
-        token = m.group(1)
+        token = value[7:]
         now = ctx.now
         hit = self._cache.get(token, now)
         if hit is None:
+            if _B64TOKEN.fullmatch(token) is None:
+                return _deny(Reason.TOKEN_MALFORMED, "Authorization is not 'Bearer <b64token>'")
             result = await self._verify(token, allowed_issuers, now)
             if isinstance(result, Deny):
                 return result

@@ -197,8 +197,11 @@ class JwksProvider:
     async def _fetch(self) -> bool:
         self.fetches += 1
         try:
-            uri = self._jwks_uri or await self._discover()
-            keyset = parse_jwks(await self._get(uri), self._algorithms)
+            # one deadline for the whole fetch (discovery, redirects, body): httpx's timeout is per
+            # phase, so a server dripping a byte every few seconds would otherwise never time out
+            async with asyncio.timeout(self._issuer.jwks_timeout_seconds):
+                uri = self._jwks_uri or await self._discover()
+                keyset = parse_jwks(await self._get(uri), self._algorithms)
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # built for failure: nothing here may kill the refresh loop

@@ -33,8 +33,8 @@ RSA_ALGORITHMS = frozenset({"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"
 # RFC 7518 §3.4 / RFC 8725 §3.1: an EC key is tied to the one algorithm of its curve.
 _EC_ALGORITHM = {"secp256r1": "ES256", "secp384r1": "ES384", "secp521r1": "ES512"}
 _MIN_RSA_BITS = 2048  # NIST SP 800-131A; smaller RSA keys are skipped
-# RFC 7517 §4.3: members that carry private (or symmetric) key material. One of them in a JWKS
-# means the IdP leaked a secret: the whole document is refused.
+# RFC 7518 §6.2.2, §6.3.2, §6.4.1: members carrying private (or symmetric) key material. One of them
+# in a JWKS means the IdP leaked a secret: the whole document is refused.
 _PRIVATE_MEMBERS = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
 
 
@@ -64,7 +64,7 @@ def strict_json_object(data: bytes | str) -> dict[str, Any]:
     """Parse a UTF-8 JSON object, rejecting duplicate names, NaN/Infinity and other encodings.
 
     Raises ``ValueError`` (the caller picks its own error). ``json.loads(bytes)`` would silently accept
-    UTF-16/32 (RFC 8725bis "Use UTF-8"), so bytes are decoded as strict UTF-8 first.
+    UTF-16/32 (RFC 8725 §3.7 "Use UTF-8"), so bytes are decoded as strict UTF-8 first.
     """
     text = (data.decode("utf-8") if isinstance(data, bytes) else data).lstrip(_JSON_WS)
     try:

@@ -47,7 +47,7 @@ def _b64decode(part: bytes) -> bytes:
         raise _fail(Reason.TOKEN_MALFORMED, "bad base64url length")
     try:
         return a2b_base64(part.translate(_URLSAFE) + b"=" * (-len(part) % 4))
-    except (binascii.Error, ValueError):  # pragma: no cover - the regex already restricted the alphabet
+    except (binascii.Error, ValueError):  # pragma: no cover - parse_compact restricted the alphabet
         raise _fail(Reason.TOKEN_MALFORMED, "bad base64url") from None
 
 
@@ -197,7 +197,7 @@ class TokenVerifier:
         keyset = self._keys()
         if keyset is None:
             raise KeySetError(f"no signing keys yet for issuer {self.name}")
-        # RFC 8725 §3.10: kid is only a map key. jku/x5u/jwk/x5c are never consulted (§3.8 SSRF).
+        # RFC 8725 §3.10: kid is only a map key (no injection); jku/x5u/jwk/x5c are never consulted (SSRF).
         candidates = keyset.candidates(kid)
         if not candidates:
             raise _fail(Reason.TOKEN_UNKNOWN_KEY, f"kid {str(kid)[:64]!r} not in issuer {self.name} keys")
@@ -222,13 +222,16 @@ class TokenVerifier:
             if name not in claims:
                 raise _fail(Reason.TOKEN_MISSING_CLAIM, f"no {name} claim")
         iss = claims["iss"]
-        # RFC 9068 §4 / OIDC Core §3.1.3.7: the issuer must match exactly.
+        # RFC 8725 §3.8, RFC 9068 §4: the issuer must match exactly.
         if iss != self._issuer:
             raise _fail(Reason.TOKEN_BAD_ISSUER, f"iss {str(iss)[:100]!r} is not {self._issuer!r}")
         aud = claims["aud"]
-        # RFC 7519 §4.1.3: a string or an array of strings; one of ours must be in it.
-        auds = (aud,) if isinstance(aud, str) else aud if isinstance(aud, list) else ()
-        if self._audiences.isdisjoint(a for a in auds if isinstance(a, str)):
+        # RFC 7519 §4.1.3, RFC 8725 §3.9: a string or an array of strings; one of ours must be in it.
+        if isinstance(aud, str):
+            ok = aud in self._audiences
+        else:
+            ok = isinstance(aud, list) and any(isinstance(a, str) and a in self._audiences for a in aud)
+        if not ok:
             raise _fail(Reason.TOKEN_BAD_AUDIENCE, f"aud {str(aud)[:100]!r} names none of ours")
         sub = claims["sub"]
         if not isinstance(sub, str) or not sub:

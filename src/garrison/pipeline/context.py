@@ -36,6 +36,7 @@ class RequestContext:
         "headers",
         "host",
         "host_header",
+        "http_version",
         "identity",
         "method",
         "now",
@@ -66,6 +67,7 @@ class RequestContext:
         peer_cert_der: bytes | None = None,
     ) -> None:
         self.method = method
+        self.http_version = "1.1"
         self.raw_target = raw_target
         self.headers = headers  # names lower-cased bytes, values bytes, in arrival order
         self.client_addr = client_addr

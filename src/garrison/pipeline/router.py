@@ -220,4 +220,5 @@ def _build(routes: Sequence[Route], *, fold: bool) -> tuple[dict[str, _Table], _
             table.add(route, _key(route, fold))
     return tables, any_host
 
+
 __all__ = ["Router"]

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from garrison.config.models import GarrisonConfig, PolicyRule, PolicyWhen
 from garrison.errors import PolicyError
 from garrison.policy.index import PolicyIndex
-from garrison.policy.model import ClaimCondition, CompiledRule, Network
+from garrison.policy.model import ClaimCondition, CompiledRule, Network, claim_key
 
 _SPIFFE_ID = re.compile(r"^spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*$")  # SPIFFE-ID §2.1, §2.2
 
@@ -94,14 +94,7 @@ def _claims(when: PolicyWhen) -> tuple[ClaimCondition, ...]:
     out = []
     for name, wanted in when.claims.items():
         accepted = wanted if isinstance(wanted, list) else [wanted]
-        out.append(
-            ClaimCondition(
-                name=name,
-                values=frozenset(v for v in accepted if not isinstance(v, bool)),
-                accept_true=any(v is True for v in accepted),
-                accept_false=any(v is False for v in accepted),
-            )
-        )
+        out.append(ClaimCondition(name, frozenset(claim_key(v) for v in accepted)))
     return tuple(out)
 
 

@@ -1,8 +1,9 @@
 """The policy index: rules bucketed by route, then by who, then by path, built once at load.
 
 A decision looks only at the rules filed under its route (and the any-route bucket), its principal,
-its issuer, "authenticated" and "anyone", and under its path and the path's ancestors, so its cost
-does not grow with the number of rules. No I/O; ``decide`` allocates two small lists at most.
+its issuer, its claim values, "authenticated" and "anyone", and under its path and the path's
+ancestors, so its cost does not grow with the number of rules. No I/O; ``decide`` builds only a few
+short lists.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 from garrison.pipeline.context import Identity
-from garrison.policy.model import NO_MATCH, PUBLIC_ALLOW, CompiledRule, Decision
+from garrison.policy.model import NO_MATCH, PUBLIC_ALLOW, CompiledRule, Decision, claim_key
 
 Rules = list[CompiledRule]  # filled in config order at build, never mutated after
 _MAX_CUTS = 6
@@ -42,17 +43,28 @@ class _ByPath:
 
 
 class _ByWho:
-    """Rules of one route bucket, filed by the `from` alternative that admits a request."""
+    """Rules of one route bucket, filed by the `from` alternative that admits a request.
 
-    __slots__ = ("anyone", "authenticated", "issuers", "principals")
+    A rule whose broad `from` (anyone, authenticated, an issuer) is narrowed by claims is filed by the
+    accepted values of its first claim instead, and re-checks its `from` when evaluated.
+    """
+
+    __slots__ = ("anyone", "authenticated", "claims", "issuers", "principals")
 
     def __init__(self) -> None:
         self.anyone: _ByPath | None = None
         self.authenticated: _ByPath | None = None
         self.principals: dict[str, _ByPath] = {}
         self.issuers: dict[str, _ByPath] = {}
+        self.claims: dict[str, dict[object, _ByPath]] = {}  # claim name -> claim_key(value) -> rules
 
     def add(self, rule: CompiledRule) -> None:
+        if rule.claims and (rule.anyone or rule.authenticated or rule.issuers):
+            first = rule.claims[0]
+            by_value = self.claims.setdefault(first.name, {})
+            for key in first.keys:
+                by_value.setdefault(key, _ByPath()).add(rule)
+            return
         # A rule admitting anyone (or any authenticated identity) needs no narrower bucket.
         if rule.anyone:
             self.anyone = self.anyone or _ByPath()
@@ -119,6 +131,12 @@ class PolicyIndex:
                 b = who.issuers.get(identity.issuer)
                 if b is not None:
                     buckets.append(b)
+                for name, by_value in who.claims.items():
+                    value = identity.claims.get(name)
+                    for v in value if isinstance(value, list) else (value,):
+                        b = by_value.get(claim_key(v))
+                        if b is not None:
+                            buckets.append(b)
 
         groups: list[Rules] = []
         ancestors: list[str] | None = None

@@ -59,29 +59,35 @@ class Network:
         return ip[0] == self.version and ip[1] & self.mask == self.base
 
 
+_TRUE = ("json", True)  # JSON true and false as keys that cannot equal a number (True == 1 in Python)
+_FALSE = ("json", False)
+
+
+def claim_key(value: object) -> object:
+    """A claim value as a set/dict key: scalars compare by ``==`` except booleans; None for objects/lists."""
+    if value is True:
+        return _TRUE
+    if value is False:
+        return _FALSE
+    if isinstance(value, str | int | float):
+        return value
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class ClaimCondition:
-    """``claims: {name: value | [values]}``. A list-valued claim matches if any element is accepted.
+    """``claims: {name: value | [values]}``: ``keys`` are the accepted values as ``claim_key``s.
 
-    Booleans are kept apart from numbers (JSON ``true`` is not ``1``); other values compare by ``==``.
+    A list-valued claim matches if any element is accepted.
     """
 
     name: str
-    values: frozenset[str | int]
-    accept_true: bool = False
-    accept_false: bool = False
+    keys: frozenset[object]
 
     def accepts(self, actual: object) -> bool:
         if isinstance(actual, list):
-            return any(self._accepts_one(v) for v in actual)
-        return self._accepts_one(actual)
-
-    def _accepts_one(self, v: object) -> bool:
-        if v is True:
-            return self.accept_true
-        if v is False:
-            return self.accept_false
-        return isinstance(v, str | int | float) and v in self.values
+            return any(claim_key(v) in self.keys for v in actual)
+        return claim_key(actual) in self.keys
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +162,7 @@ class CompiledRule:
         return self.authenticated or identity.principal in self.principals or identity.issuer in self.issuers
 
     def conditions_hold(self, method: str, identity: Identity | None, client_ip: str) -> bool:
-        """Method and `when`; route, path and `from` are settled by the index before this is called."""
+        """Method and `when` (and `from`, for a rule with claims): the index has settled the rest."""
         if self.methods and method not in self.methods:
             return False
         if self.claims or self.scopes:
@@ -168,12 +174,15 @@ class CompiledRule:
             for c in self.claims:
                 if c.name not in claims or not c.accepts(claims[c.name]):
                     return False
+            # The index may file a rule with claims by claim value rather than by who; so check who too.
+            if self.claims and not self.admits(identity):
+                return False
         if self.networks:
             ip = parse_ip_cached(client_ip)
             if ip is None:
                 return False
             version, n = ip
-            for net in self.networks:
+            for net in self.networks:  # noqa: SIM110  (any() over a generator costs ~0.3 µs more)
                 if net.version == version and n & net.mask == net.base:
                     return True
             return False
@@ -201,6 +210,7 @@ __all__ = [
     "Decision",
     "Effect",
     "Network",
+    "claim_key",
     "parse_ip",
     "parse_ip_cached",
 ]

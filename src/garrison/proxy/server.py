@@ -8,6 +8,7 @@ head is complete, so a config reload never changes a request in flight.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import ssl
@@ -35,8 +36,12 @@ _CRLF = b"\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
-def _new_request_id(_urandom: object = os.urandom) -> str:
-    return os.urandom(8).hex()
+_ID_PREFIX = os.urandom(6).hex()  # per process; request ids are unique, not secret
+_id_counter = itertools.count(1)
+
+
+def _new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_id_counter):010x}"
 
 
 class Exchange:
@@ -144,8 +149,14 @@ class HttpConnection(asyncio.Protocol):
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.parsing
         assert ex is not None
-        ex.headers.append((name.lower(), value))
         ex.head_bytes += len(name) + len(value) + 4
+        if ex.method:
+            # A trailer field (after a chunked body, RFC 9112 §7.1.2): counted against the limits,
+            # never merged into the header section and never forwarded.
+            if ex.head_bytes > self.server.runtime.limits.max_header_bytes:
+                raise HttpError(reason=Reason.HEADERS_TOO_LARGE)
+            return
+        ex.headers.append((name.lower(), value))
         limits = self.server.runtime.limits
         if ex.head_bytes > limits.max_header_bytes:
             raise HttpError(reason=Reason.HEADERS_TOO_LARGE)
@@ -213,6 +224,7 @@ class HttpConnection(asyncio.Protocol):
             tls=self.tls,
             peer_cert_der=self.peer_cert,
         )
+        ctx.http_version = "1.1" if ex.http11 else "1.0"
         status = 500
         verdict: Verdict = CONTINUE
         close = not ex.keep_alive
@@ -280,7 +292,12 @@ class HttpConnection(asyncio.Protocol):
             transport = self.transport
             if transport is None or transport.is_closing():
                 return 499, True
-            transport.write(render_head(head.status, headers))
+            head_bytes = render_head(head.status, headers)
+            if not no_body and conn.done.done() and not chunked_out and conn.done.exception() is None:
+                # The whole response is already here (the common small-response case): one write.
+                transport.write(head_bytes + conn.take_pending())
+            else:
+                transport.write(head_bytes)
             if not no_body:
                 if chunked_out:
                     conn.set_sink(_chunked_writer(transport))

@@ -124,6 +124,11 @@ class UpstreamConnection(asyncio.Protocol):
         assert self.transport is not None
         self.transport.write(data)
 
+    def take_pending(self) -> bytes:
+        """Body bytes that arrived before a sink was set (they are handed over only once)."""
+        pending, self._pending = self._pending, []
+        return b"".join(pending)
+
     def set_sink(self, sink: BodySink) -> None:
         """Start delivering body chunks to ``sink`` (chunks that came early are delivered first)."""
         pending, self._pending = self._pending, []

@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Final, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -168,6 +168,10 @@ class GatewayMetrics:
 
     def unregister_key_source(self, issuer: str) -> None:
         self._key_sources.pop(issuer, None)
+
+    def set_key_sources(self, sources: Mapping[str, KeySource]) -> None:
+        """Replace every key source at once (on reload: issuers gone from the config stop being exported)."""
+        self._key_sources = dict(sources)
 
     def watch_decision_log(self, log: DropCounter | None) -> None:
         """Export ``log.dropped`` as ``garrison_decision_records_dropped_total``."""

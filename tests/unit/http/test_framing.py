@@ -65,14 +65,28 @@ def test_accepts(extra: Headers, expected: Framing) -> None:
         pytest.param(
             [(b"content-length", b"5, 5")], Reason.FRAMING_DUPLICATE_CONTENT_LENGTH, id="content-length-list"
         ),
-        pytest.param([(b"content-length", b"")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="empty-content-length"),
-        pytest.param([(b"content-length", b"+5")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="signed-content-length"),
-        pytest.param([(b"content-length", b"-1")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="negative-content-length"),
-        pytest.param([(b"content-length", b"0x10")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="hex-content-length"),
-        pytest.param([(b"content-length", b"1 2")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="space-inside-length"),
-        pytest.param([(b"content-length", b"\xd9\xa1")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="non-ascii-digit"),
         pytest.param(
-            [(b"content-length", b"1" * 19)], Reason.FRAMING_BAD_CONTENT_LENGTH, id="absurdly-long-content-length"
+            [(b"content-length", b"")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="empty-content-length"
+        ),
+        pytest.param(
+            [(b"content-length", b"+5")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="signed-content-length"
+        ),
+        pytest.param(
+            [(b"content-length", b"-1")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="negative-content-length"
+        ),
+        pytest.param(
+            [(b"content-length", b"0x10")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="hex-content-length"
+        ),
+        pytest.param(
+            [(b"content-length", b"1 2")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="space-inside-length"
+        ),
+        pytest.param(
+            [(b"content-length", b"\xd9\xa1")], Reason.FRAMING_BAD_CONTENT_LENGTH, id="non-ascii-digit"
+        ),
+        pytest.param(
+            [(b"content-length", b"1" * 19)],
+            Reason.FRAMING_BAD_CONTENT_LENGTH,
+            id="absurdly-long-content-length",
         ),
         pytest.param(
             [(b"transfer-encoding", b"gzip, chunked")],
@@ -93,7 +107,9 @@ def test_accepts(extra: Headers, expected: Framing) -> None:
             id="chunked-with-parameter",
         ),
         pytest.param(
-            [(b"transfer-encoding", b",chunked")], Reason.FRAMING_BAD_TRANSFER_ENCODING, id="empty-list-element"
+            [(b"transfer-encoding", b",chunked")],
+            Reason.FRAMING_BAD_TRANSFER_ENCODING,
+            id="empty-list-element",
         ),
         pytest.param(
             [(b"transfer-encoding", b"gzip"), (b"transfer-encoding", b"chunked")],
@@ -106,7 +122,9 @@ def test_accepts(extra: Headers, expected: Framing) -> None:
             id="two-identical-transfer-encoding-headers",
         ),
         pytest.param([(b"transfer-encoding", b"")], Reason.FRAMING_BAD_TRANSFER_ENCODING, id="empty-te"),
-        pytest.param([(b"transfer-encoding", b"identity")], Reason.FRAMING_BAD_TRANSFER_ENCODING, id="identity"),
+        pytest.param(
+            [(b"transfer-encoding", b"identity")], Reason.FRAMING_BAD_TRANSFER_ENCODING, id="identity"
+        ),
         pytest.param([(b"x-a", b"b\r\nx-injected: 1")], Reason.BAD_HEADER, id="crlf-in-value"),
         pytest.param([(b"x-a", b"b\nc")], Reason.BAD_HEADER, id="lf-in-value"),
         pytest.param([(b"x-a", b"b\rc")], Reason.BAD_HEADER, id="cr-in-value"),

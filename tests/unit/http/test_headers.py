@@ -197,7 +197,9 @@ PROXIES: tuple[IPv4Network | IPv6Network, ...] = (ip_network("10.0.0.0/8"), ip_n
         pytest.param(
             "10.0.0.1", [b"6.6.6.6, 198.51.100.7:4711"], "10.0.0.1", id="address-with-port-is-unparsable"
         ),
-        pytest.param("10.0.0.1", [b"10.0.0.3, 10.0.0.2"], "10.0.0.3", id="all-trusted-gives-leftmost-trusted"),
+        pytest.param(
+            "10.0.0.1", [b"10.0.0.3, 10.0.0.2"], "10.0.0.3", id="all-trusted-gives-leftmost-trusted"
+        ),
         pytest.param("fd00::1", [b"2001:db8::7"], "2001:db8::7", id="ipv6"),
         pytest.param("::ffff:10.0.0.1", [b"198.51.100.7"], "198.51.100.7", id="ipv4-mapped-peer-is-trusted"),
         pytest.param("10.0.0.1", [b"::ffff:10.0.0.9, ::ffff:10.0.0.8"], "10.0.0.9", id="ipv4-mapped-hops"),

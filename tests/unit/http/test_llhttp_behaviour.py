@@ -78,11 +78,21 @@ CHUNKED = POST + "Transfer-Encoding: chunked\n\n"
 # -- rejected by llhttp itself -------------------------------------------------------------------------
 
 REJECTED = [
-    pytest.param(req(POST + "Content-Length: 5\nTransfer-Encoding: chunked\n\n", b"0\r\n\r\n"), id="cl-then-te"),
-    pytest.param(req(POST + "Transfer-Encoding: chunked\nContent-Length: 5\n\n", b"0\r\n\r\n"), id="te-then-cl"),
-    pytest.param(req("POST / HTTP/1.0\nTransfer-Encoding: chunked\nContent-Length: 3\n\n"), id="te-and-cl-http-1.0"),
-    pytest.param(req(POST + "Content-Length: 5\nContent-Length: 5\n\n", b"hello"), id="duplicate-cl-identical"),
-    pytest.param(req(POST + "Content-Length: 5\ncontent-length: 6\n\n", b"hello!"), id="duplicate-cl-differing"),
+    pytest.param(
+        req(POST + "Content-Length: 5\nTransfer-Encoding: chunked\n\n", b"0\r\n\r\n"), id="cl-then-te"
+    ),
+    pytest.param(
+        req(POST + "Transfer-Encoding: chunked\nContent-Length: 5\n\n", b"0\r\n\r\n"), id="te-then-cl"
+    ),
+    pytest.param(
+        req("POST / HTTP/1.0\nTransfer-Encoding: chunked\nContent-Length: 3\n\n"), id="te-and-cl-http-1.0"
+    ),
+    pytest.param(
+        req(POST + "Content-Length: 5\nContent-Length: 5\n\n", b"hello"), id="duplicate-cl-identical"
+    ),
+    pytest.param(
+        req(POST + "Content-Length: 5\ncontent-length: 6\n\n", b"hello!"), id="duplicate-cl-differing"
+    ),
     pytest.param(req(POST + "Content-Length: 5, 5\n\n", b"hello"), id="cl-list"),
     pytest.param(req(POST + "Content-Length: +5\n\n", b"hello"), id="cl-plus-sign"),
     pytest.param(req(POST + "Content-Length: -5\n\n", b"hello"), id="cl-negative"),
@@ -121,7 +131,9 @@ REJECTED = [
     pytest.param(b"GET / HTTP/1.1\r\nHost: a\rX-A: b\r\n\r\n", id="bare-cr"),
     pytest.param(req("GET / HTTP/1.1\nHost : a\n\n"), id="space-before-colon"),
     pytest.param(req("GET / HTTP/1.1\nHost\t: a\n\n"), id="tab-before-colon"),
-    pytest.param(req(POST + "Transfer-Encoding : chunked\nContent-Length: 5\n\n", b"hello"), id="te-space-colon"),
+    pytest.param(
+        req(POST + "Transfer-Encoding : chunked\nContent-Length: 5\n\n", b"hello"), id="te-space-colon"
+    ),
     pytest.param(req("GET / HTTP/1.1\nHost: a\nX-A: b\x00c\n\n"), id="nul-in-value"),
     pytest.param(req("GET / HTTP/1.1\nHost: a\nX-A: b\x01c\n\n"), id="ctl-in-value"),
     pytest.param(req("GET / HTTP/1.1\nHost: a\nX-A: b\x7fc\n\n"), id="del-in-value"),
@@ -157,7 +169,9 @@ def test_llhttp_rejects(raw: bytes) -> None:
 @pytest.mark.parametrize(
     "raw",
     [
-        pytest.param(req("GET / HTTP/1.1\nHost: a\nConnection: upgrade\nUpgrade: websocket\n\n"), id="upgrade"),
+        pytest.param(
+            req("GET / HTTP/1.1\nHost: a\nConnection: upgrade\nUpgrade: websocket\n\n"), id="upgrade"
+        ),
         pytest.param(req("CONNECT example.com:443 HTTP/1.1\nHost: a\n\n"), id="connect"),
     ],
 )
@@ -198,7 +212,9 @@ LET_THROUGH = [
     pytest.param(req("GET / HTTP/1.1\n\n"), Reason.BAD_HOST, id="missing-host"),
     pytest.param(req("GET / HTTP/1.1\nHost: a\nHost: b\n\n"), Reason.BAD_HOST, id="duplicate-host"),
     pytest.param(req("GET / HTTP/1.1\nHost: a/b\n\n"), Reason.BAD_HOST, id="slash-in-host"),
-    pytest.param(req("GET http://b/x HTTP/1.1\nHost: a\n\n"), Reason.BAD_HOST, id="absolute-form-host-mismatch"),
+    pytest.param(
+        req("GET http://b/x HTTP/1.1\nHost: a\n\n"), Reason.BAD_HOST, id="absolute-form-host-mismatch"
+    ),
     pytest.param(req("OPTIONS * HTTP/1.1\nHost: a\n\n"), Reason.PATH_INVALID, id="asterisk-form"),
     pytest.param(req("GET /a#b HTTP/1.1\nHost: a\n\n"), Reason.PATH_INVALID, id="fragment-in-target"),
     pytest.param(req("GET /a%00b HTTP/1.1\nHost: a\n\n"), Reason.PATH_INVALID, id="encoded-nul-in-target"),

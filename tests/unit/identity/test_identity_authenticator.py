@@ -323,7 +323,7 @@ def test_a_key_set_change_evicts_that_issuers_cached_tokens(kit: Kit) -> None:
 
 # -- build -------------------------------------------------------------------------------------------
 def test_two_issuers_with_the_same_iss_are_a_config_error(kit: Kit) -> None:
-    with pytest.raises(ConfigError, match="already used"):
+    with pytest.raises(ConfigError, match="same iss"):
         JwtAuthenticator.build([kit.issuer(kit.es256), kit.issuer(kit.es256, name="again")], TD)
 
 

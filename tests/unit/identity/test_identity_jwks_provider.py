@@ -22,17 +22,19 @@ Handler = Callable[[httpx.Request], Awaitable[httpx.Response]]
 class _Body(httpx.AsyncByteStream):
     """A streamed body, as from a socket (``Response(content=...)`` would arrive pre-read)."""
 
-    def __init__(self, data: bytes) -> None:
-        self.data = data
+    def __init__(self, data: bytes, chunk: int = 65_536, pause: float = 0.0) -> None:
+        self.data, self.chunk, self.pause = data, chunk, pause
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        for i in range(0, len(self.data), 65_536):
-            yield self.data[i : i + 65_536]
+        for i in range(0, len(self.data), self.chunk):
+            if self.pause:
+                await asyncio.sleep(self.pause)
+            yield self.data[i : i + self.chunk]
 
 
-def reply(status: int, body: Any = b"", headers: dict[str, str] | None = None) -> httpx.Response:
+def reply(status: int, body: Any = b"", headers: dict[str, str] | None = None, **kw: Any) -> httpx.Response:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return httpx.Response(status, headers=headers, stream=_Body(data))
+    return httpx.Response(status, headers=headers, stream=_Body(data, **kw))
 
 
 class FakeIdp:
@@ -333,6 +335,23 @@ def test_bad_discovery_documents_are_rejected(idp: FakeIdp, doc: dict[str, Any])
             assert p.keys() is None
             assert p.fetch_failures == 1
             assert "/keys" not in idp.requests
+        finally:
+            await p.close()
+
+    asyncio.run(go())
+
+
+def test_a_slow_drip_response_hits_the_total_deadline(idp: FakeIdp, kit: Kit) -> None:
+    idp.override = lambda request: reply(200, {"keys": [kit.es256.jwk()]}, chunk=10, pause=0.05)
+
+    async def go() -> None:
+        p = provider(idp, iss=issuer(jwks_timeout_seconds=0.3))
+        started = asyncio.get_running_loop().time()
+        await p.start()
+        try:
+            assert asyncio.get_running_loop().time() - started < 1.0
+            assert p.keys() is None
+            assert p.fetch_failures == 1
         finally:
             await p.close()
 

@@ -59,7 +59,7 @@ def test_the_cache_holds_hashes_not_bearer_tokens() -> None:
     cache: VerifiedTokenCache[str] = VerifiedTokenCache(10)
     cache.put(b"eyJsecret.token.sig", "v", NOW + 10, NOW)
     assert list(cache._entries) == [token_key(b"eyJsecret.token.sig")]
-    assert len(token_key(b"x")) == 16
+    assert len(token_key(b"x")) == 32
 
 
 def test_max_entries_must_be_positive() -> None:

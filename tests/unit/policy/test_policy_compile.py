@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pydantic
 import pytest
 import yaml
-from policy_support import CORP_ISS, config, workload
+from policy_support import CORP_ISS, config, user, workload
 
 import garrison.policy
 import garrison.ratelimit
-from garrison.config.models import PolicyRule
+from garrison.config.models import PolicyRule, RouteConfig, Service
 from garrison.errors import PolicyError
 from garrison.pipeline.context import Identity
 from garrison.policy import CompiledRule, PolicyIndex, compile_policies
@@ -105,47 +106,78 @@ def count_condition_checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return seen
 
 
+def rules_10000(shape: str) -> list[dict[str, Any]]:
+    """10,000 rules of one shape, rule i for subject/path/claim i; each has a condition (GET only)."""
+    out: list[dict[str, Any]] = []
+    for i in range(10_000):
+        rule: dict[str, Any] = {"name": f"p{i}", "methods": ["GET"]}
+        if shape == "a-service-each-on-many-routes":
+            rule |= {"routes": [f"r{i % 100}"], "from": {"services": [f"s{i // 100}"]}}
+        elif shape == "a-user-each":
+            rule |= {"from": {"users": [{"issuer": "corp", "subject": f"u{i}"}]}}
+        elif shape == "a-path-prefix-each":
+            rule |= {"paths": [f"/api/t{i}/**"], "from": {"authenticated": True}}
+        elif shape == "prefixes-of-many-lengths":
+            rule |= {"paths": [f"/{'x' * (i % 12 + 1)}/{i}/**"], "from": {"any": True}}
+        elif shape == "a-claim-value-each":
+            rule |= {"from": {"issuers": ["corp"]}, "when": {"claims": {"team": f"t{i}"}}}
+        out.append(rule)
+    return out
+
+
+def ask_for_rule_1742(shape: str) -> dict[str, Any]:
+    someone = user("u1742", claims={"team": "t1742"})
+    route, path = "api", "/api/t1742/x"
+    if shape == "a-service-each-on-many-routes":
+        someone, route = workload("s17"), "r42"
+    elif shape == "prefixes-of-many-lengths":
+        path = f"/{'x' * (1742 % 12 + 1)}/1742/y"
+    return {
+        "route": route,
+        "public": False,
+        "method": "GET",
+        "path": path,
+        "identity": someone,
+        "client_ip": "::1",
+    }
+
+
+SHAPES = [
+    "a-service-each-on-many-routes",
+    "a-user-each",
+    "a-path-prefix-each",
+    "prefixes-of-many-lengths",
+    "a-claim-value-each",
+]
+
+
+@pytest.mark.parametrize("shape", SHAPES)
 def test_a_decision_among_10000_rules_checks_only_the_rules_filed_under_it(
-    monkeypatch: pytest.MonkeyPatch,
+    shape: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    routes = [{"name": f"r{i}", "path": f"/r{i}/**", "upstream": "http://127.0.0.1:1"} for i in range(100)]
-    services = {f"s{i}": {} for i in range(100)}
-    policies = [
-        {
-            "name": f"p{i}",
-            "routes": [f"r{i % 100}"],
-            "paths": [f"/r{i % 100}/v{i}/**"],
-            "from": {"services": [f"s{i // 100}"]},
-        }
-        for i in range(10_000)
+    base = config()
+    extra_routes = [
+        RouteConfig.model_validate({"name": f"r{i}", "path": f"/r{i}/**", "upstream": "http://127.0.0.1:1"})
+        for i in range(100)
     ]
-    cfg = config(routes=routes, services=services)
-    cfg = cfg.model_copy(update={"policies": [PolicyRule.model_validate(p) for p in policies]})
+    cfg = base.model_copy(
+        update={
+            "routes": [*base.routes, *extra_routes],
+            "services": {**base.services, **{f"s{i}": Service.model_validate({}) for i in range(100)}},
+            "policies": [PolicyRule.model_validate(p) for p in rules_10000(shape)],
+        }
+    )
     index = compile_policies(cfg)
     seen = count_condition_checks(monkeypatch)
 
-    d = index.decide(
-        route="r42",
-        public=False,
-        method="GET",
-        path="/r42/v1742/x",
-        identity=workload("s17"),
-        client_ip="10.0.0.1",
-    )
-    assert d.rule_id == "p1742"
+    ask = ask_for_rule_1742(shape)
+    assert index.decide(**ask).rule_id == "p1742"
     assert seen == ["p1742"]
 
     seen.clear()
-    d = index.decide(
-        route="r42",
-        public=False,
-        method="GET",
-        path="/r42/v1742/x",
-        identity=workload("s18"),
-        client_ip="10.0.0.1",
-    )
-    assert not d.allowed
-    assert seen == []
+    ask["method"] = "POST"
+    assert not index.decide(**ask).allowed
+    assert seen == ["p1742"]
 
 
 @pytest.mark.parametrize("module", [garrison.policy, garrison.ratelimit])

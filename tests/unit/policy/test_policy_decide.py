@@ -125,11 +125,12 @@ class TestPublicRoutes:
                 """
             )
         )
-        ask = {"route": "health", "path": "/health", "public": True}
-        assert decide(index, None, client_ip="203.0.113.9", **ask) == Decision(
-            False, Reason.POLICY_DENY, "block-scanners"
-        )
-        assert decide(index, None, client_ip="198.51.100.1", **ask).allowed
+
+        def ask(client_ip: str) -> Decision:
+            return decide(index, None, route="health", path="/health", public=True, client_ip=client_ip)
+
+        assert ask("203.0.113.9") == Decision(False, Reason.POLICY_DENY, "block-scanners")
+        assert ask("198.51.100.1").allowed
 
     def test_non_public_route_is_not_opened_by_the_public_flag_of_another(self) -> None:
         assert decide(compile_policies(config()), None, public=False) == DENIED_NO_MATCH
@@ -305,6 +306,12 @@ class TestWhen:
     def test_source_cidrs(self, client_ip: str, allowed: bool) -> None:
         index = claims_index("{source_cidrs: [10.20.0.0/16, '2001:db8::/32']}")
         assert decide(index, user("alice"), client_ip=client_ip).allowed is allowed
+
+    def test_a_claim_rule_still_requires_its_issuer(self) -> None:
+        index = claims_index("{claims: {team: payments}}")
+        partner = user("alice", issuer="partner", iss=PARTNER_ISS, claims={"team": "payments"})
+        assert decide(index, partner) == DENIED_NO_MATCH
+        assert decide(index, user("alice", claims={"team": "payments"})) == allowed_by("by-claim")
 
     def test_when_conditions_fail_for_anonymous(self) -> None:
         index = compile_policies(

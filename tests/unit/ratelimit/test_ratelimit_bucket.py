@@ -12,7 +12,9 @@ from garrison.ratelimit import AsyncAdapter, AsyncRateLimiter, RateLimiter, Toke
 def test_a_full_burst_is_allowed_then_the_next_hit_is_denied() -> None:
     limiter = TokenBucketLimiter(rate=1.0, burst=3, max_keys=10)
     assert [limiter.hit("k", now=100.0)[0] for _ in range(3)] == [True, True, True]
-    assert limiter.hit("k", now=100.0) == (False, pytest.approx(1.0))
+    allowed, retry_after = limiter.hit("k", now=100.0)
+    assert not allowed
+    assert retry_after == pytest.approx(1.0)
 
 
 def test_tokens_refill_continuously_at_the_rate() -> None:
@@ -60,7 +62,9 @@ def test_allowed_hits_report_no_wait() -> None:
 def test_cost_takes_several_tokens() -> None:
     limiter = TokenBucketLimiter(rate=1.0, burst=5, max_keys=10)
     assert limiter.hit("k", 0.0, cost=4.0)[0]
-    assert limiter.hit("k", 0.0, cost=2.0) == (False, pytest.approx(1.0))
+    allowed, retry_after = limiter.hit("k", 0.0, cost=2.0)
+    assert not allowed
+    assert retry_after == pytest.approx(1.0)
     with pytest.raises(ValueError, match="exceeds burst"):
         limiter.hit("k", 0.0, cost=6.0)
 

@@ -145,6 +145,11 @@ def test_should_read_jwks_key_sources_at_scrape_time() -> None:
     assert val(s, "garrison_jwks_keys", issuer="idp") == 3
     assert not any(("issuer", "never") in lb for _, lb in s)
 
+    m.set_key_sources({"idp2": idp})  # a reload: issuers gone from the config disappear
+    s = scrape(m)
+    assert val(s, "garrison_jwks_keys", issuer="idp2") == 3
+    assert not any(("issuer", "idp") in lb for _, lb in s)
+
 
 def test_should_export_drops_reloads_connections_and_build_info() -> None:
     clock = [1000.0]

@@ -5,7 +5,7 @@ Runs last on the request side. Inbound copies of these headers were stripped by 
 
 from __future__ import annotations
 
-import os
+import random
 from typing import ClassVar
 
 from garrison.pipeline.context import RequestContext
@@ -20,6 +20,7 @@ H_SCOPES = b"x-garrison-scopes"
 H_AUTH_METHOD = b"x-garrison-auth-method"
 H_REQUEST_ID = b"x-request-id"
 H_TRACEPARENT = b"traceparent"
+_rand = random.Random().getrandbits  # seeded from os.urandom at import; fast, not for secrets
 
 
 def _valid_traceparent(v: bytes) -> bool:
@@ -52,11 +53,12 @@ class Forward(Stage):
         add((H_REQUEST_ID, ctx.request_id.encode()))
         # W3C traceparent: keep a valid incoming one (new parent-id: we are a hop), else start a trace.
         incoming = ctx.header(b"traceparent")
-        span = os.urandom(8).hex().encode()
+        # Trace and span ids must be unique, not secret (W3C Trace Context §3.2.2.3): no syscall here.
+        span = b"%016x" % (_rand(64) or 1)
         if incoming is not None and _valid_traceparent(incoming):
             tp = incoming[:36] + span + incoming[52:]
         else:
-            tp = b"00-" + os.urandom(16).hex().encode() + b"-" + span + b"-01"
+            tp = b"00-%032x-%s-01" % (_rand(128) or 1, span)
         ctx.traceparent = tp
         add((H_TRACEPARENT, tp))
         xff = ctx.header(b"x-forwarded-for")  # present only if a trusted proxy sent it (hygiene)

@@ -12,7 +12,7 @@ from typing import ClassVar
 from garrison.errors import HttpError
 from garrison.http.framing import check_framing, check_host
 from garrison.http.headers import client_ip_from_forwarded, sanitize_request_headers
-from garrison.http.paths import normalize_path, split_target
+from garrison.http.paths import normalize_path, split_target, target_host
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import Stage
 from garrison.pipeline.verdicts import CONTINUE, Deny, Verdict
@@ -40,15 +40,18 @@ class Hygiene(Stage):
             addr = ipaddress.ip_address(ip)
         except ValueError:
             return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
         return any(addr in net for net in self.trusted_proxies)
 
     async def on_request(self, ctx: RequestContext) -> Verdict:
         try:
-            framing = check_framing(ctx.headers)
+            framing = check_framing(ctx.headers, http_version=ctx.http_version)
             if framing.content_length is not None and framing.content_length > self.max_body_bytes:
                 return Deny(Reason.BODY_TOO_LARGE, self.name)
             ctx.framing = BodyFraming(framing.content_length, framing.chunked)
-            ctx.host = check_host(ctx.headers)
+            # RFC 9112 §3.2.2: an absolute-form target's authority must agree with Host.
+            ctx.host = check_host(ctx.headers, target_host=target_host(ctx.raw_target))
             raw_path, ctx.query = split_target(ctx.raw_target)
             ctx.path = normalize_path(raw_path)
         except HttpError as exc:
