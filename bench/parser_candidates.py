@@ -19,7 +19,7 @@ REQUEST = (
 )
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n"
-    b"date: Mon, 23 Nov 2026 12:00:00 GMT\r\n\r\n{\"ok\": true}\n"
+    b'date: Mon, 23 Nov 2026 12:00:00 GMT\r\n\r\n{"ok": true}\n'
 )
 
 

@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from support.gateway import GatewayThread, Signer, base_config  # noqa: E402
+from support.gateway import GatewayThread, Signer, base_config
 
 
 @pytest.fixture

@@ -44,7 +44,10 @@ def test_upstream_sees_only_gateway_set_identity(gateway: GatewayThread, signer:
 
 @pytest.mark.parametrize(
     "header",
-    [pytest.param("x-garrison-principal", id="gateway-identity-header"), pytest.param("X-GARRISON-PRINCIPAL", id="upper-case")],
+    [
+        pytest.param("x-garrison-principal", id="gateway-identity-header"),
+        pytest.param("X-GARRISON-PRINCIPAL", id="upper-case"),
+    ],
 )
 def test_identity_header_on_public_route_is_stripped(gateway: GatewayThread, header: str) -> None:
     r = httpx.get(gateway.url + "/public/x", headers={header: f"spiffe://{TD}/svc/admin"})

@@ -49,7 +49,10 @@ def test_admin_allowed_for_root_via_normalized_path(gateway: GatewayThread, sign
 def test_upstream_receives_the_normalized_path(gateway: GatewayThread) -> None:
     import json
 
-    resp, _ = exchange(gateway.port, b"GET //public/./a/%7Eb;jsessionid=1?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+    resp, _ = exchange(
+        gateway.port,
+        b"GET //public/./a/%7Eb;jsessionid=1?q=1 HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+    )
     assert status_of(resp) == 200
     body = json.loads(resp.split(b"\r\n\r\n", 1)[1])
     assert body["path"] == "/public/a/~b?q=1"

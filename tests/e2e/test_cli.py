@@ -36,10 +36,26 @@ def test_config_check_accepts_a_good_file(config_file: Path) -> None:
     ("mutate", "message"),
     [
         pytest.param(lambda t: t + "\nbogus: 1\n", "bogus: Extra inputs are not permitted", id="unknown-key"),
-        pytest.param(lambda t: t.replace("path: /admin/**", "path: /microservice1/**"), "overlap", id="overlapping-routes"),
-        pytest.param(lambda t: t.replace("services: [microservice2]", "services: [ghost]"), "unknown service 'ghost'", id="unknown-service"),
-        pytest.param(lambda t: t.replace("    methods: [GET]\n", "    methods: [FETCH]\n", 1), "unknown method", id="bad-method"),
-        pytest.param(lambda t: t.replace("trust_domain: test.local", "trust_domain: Test.Local"), "trust_domain", id="bad-trust-domain"),
+        pytest.param(
+            lambda t: t.replace("path: /admin/**", "path: /microservice1/**"),
+            "overlap",
+            id="overlapping-routes",
+        ),
+        pytest.param(
+            lambda t: t.replace("services: [microservice2]", "services: [ghost]"),
+            "unknown service 'ghost'",
+            id="unknown-service",
+        ),
+        pytest.param(
+            lambda t: t.replace("    methods: [GET]\n", "    methods: [FETCH]\n", 1),
+            "unknown method",
+            id="bad-method",
+        ),
+        pytest.param(
+            lambda t: t.replace("trust_domain: test.local", "trust_domain: Test.Local"),
+            "trust_domain",
+            id="bad-trust-domain",
+        ),
     ],
 )
 def test_config_check_names_the_problem(config_file: Path, mutate, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -74,10 +90,26 @@ def test_config_schema_is_json_schema() -> None:
 def test_policy_explain_shows_decision_and_rule(config_file: Path, tmp_path: Path) -> None:
     signer = Signer(tmp_path, kid="k1")
     config_file.write_text(base_config(signer, 9))
-    ok = run("policy", "explain", str(config_file), "--path", "/microservice1/getData", "--token", signer.svc("microservice2"))
+    ok = run(
+        "policy",
+        "explain",
+        str(config_file),
+        "--path",
+        "/microservice1/getData",
+        "--token",
+        signer.svc("microservice2"),
+    )
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "ms2-reads-ms1: MATCH" in ok.stdout and "decision: ALLOW" in ok.stdout
-    no = run("policy", "explain", str(config_file), "--path", "/microservice1/getData", "--token", signer.svc("microservice3"))
+    no = run(
+        "policy",
+        "explain",
+        str(config_file),
+        "--path",
+        "/microservice1/getData",
+        "--token",
+        signer.svc("microservice3"),
+    )
     assert no.returncode == 1
     assert "DENY 403" in no.stdout and "default deny" in no.stdout
     anon = run("policy", "explain", str(config_file), "--path", "/microservice1/getData")

@@ -74,12 +74,16 @@ def test_traceparent_propagated_with_new_parent_and_request_id_set(gateway: Gate
 
 
 def test_keep_alive_and_pipelining_answer_in_order(gateway: GatewayThread) -> None:
-    reqs = b"".join(
-        b"GET /public/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5)
-    ) + b"GET /public/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    reqs = (
+        b"".join(b"GET /public/%d HTTP/1.1\r\nHost: t\r\n\r\n" % i for i in range(5))
+        + b"GET /public/last HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+    )
     resp, closed = exchange(gateway.port, reqs)
     assert count_responses(resp) == 6
-    paths = [json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["path"] for part in resp.split(b"HTTP/1.1 200")[1:]]
+    paths = [
+        json.loads(part.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["path"]
+        for part in resp.split(b"HTTP/1.1 200")[1:]
+    ]
     assert paths == ["/public/0", "/public/1", "/public/2", "/public/3", "/public/4", "/public/last"]
     assert closed
 
@@ -153,9 +157,14 @@ def test_upstream_down_is_502(tmp_path: Path, signer: Signer) -> None:
         gw.stop()
 
 
-def test_decision_log_records_allows_and_denies(gateway: GatewayThread, signer: Signer, tmp_path: Path) -> None:
+def test_decision_log_records_allows_and_denies(
+    gateway: GatewayThread, signer: Signer, tmp_path: Path
+) -> None:
     httpx.get(gateway.url + "/microservice1/getData")
-    httpx.get(gateway.url + "/microservice1/getData", headers={"Authorization": f"Bearer {signer.svc('microservice2')}"})
+    httpx.get(
+        gateway.url + "/microservice1/getData",
+        headers={"Authorization": f"Bearer {signer.svc('microservice2')}"},
+    )
     httpx.get(gateway.url + "/public/x?token=secret-in-query")
     gateway.stop()  # flushes the log
     lines = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
@@ -172,3 +181,10 @@ def test_metrics_count_requests_and_decisions(gateway: GatewayThread) -> None:
     text = httpx.get(gateway.admin_url + "/metrics").text
     assert 'garrison_requests_total{code_class="2xx",route="public"} 1.0' in text
     assert 'garrison_decisions_total{mode="enforce",reason="authn_required",stage="authn"} 1.0' in text
+
+
+def test_parse_level_rejects_are_recorded(gateway: GatewayThread, tmp_path: Path) -> None:
+    exchange(gateway.port, b"GET /public/x HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n")  # obs-fold: llhttp rejects
+    gateway.stop()
+    lines = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
+    assert lines[-1]["decision"] == "deny" and lines[-1]["stage"] == "hygiene" and lines[-1]["status"] == 400

@@ -72,7 +72,9 @@ def test_shadow_mode_passes_without_identity_and_records_would_deny(tmp_path: Pa
         bad = httpx.get(gw.url + "/shadow/x", headers={"Authorization": "Bearer forged.token.here"})
         assert bad.status_code == 200
         assert "x-garrison-principal" not in bad.json()["headers"]  # no identity it failed to prove
-        good = httpx.get(gw.url + "/shadow/x", headers={"Authorization": f"Bearer {signer.svc('microservice2')}"})
+        good = httpx.get(
+            gw.url + "/shadow/x", headers={"Authorization": f"Bearer {signer.svc('microservice2')}"}
+        )
         assert good.status_code == 200
         metrics = httpx.get(gw.admin_url + "/metrics").text
         assert 'mode="shadow"' in metrics

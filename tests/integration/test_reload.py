@@ -77,7 +77,9 @@ def test_in_flight_request_finishes_on_its_config(tmp_path: Path, signer: Signer
         t = threading.Thread(target=client)
         t.start()
         time.sleep(0.3)
-        without_public = gw.config_path.read_text().replace("  - name: public\n    path: /public/**", "  - name: public\n    path: /gone/**")
+        without_public = gw.config_path.read_text().replace(
+            "  - name: public\n    path: /public/**", "  - name: public\n    path: /gone/**"
+        )
         assert gw.reload(without_public)
         release.set()
         t.join(10)
@@ -112,12 +114,15 @@ def test_cli_gateway_reloads_on_sighup_and_drains_on_sigterm(tmp_path: Path, sig
         s.bind(("127.0.0.1", 0))
         gw_port = s.getsockname()[1]
     cfg = tmp_path / "garrison.yaml"
-    text = base_config(signer, up_port).replace('address: "127.0.0.1:0", limits', f'address: "127.0.0.1:{gw_port}", limits')
+    text = base_config(signer, up_port).replace(
+        'address: "127.0.0.1:0", limits', f'address: "127.0.0.1:{gw_port}", limits'
+    )
     text = text.replace('admin: {address: "127.0.0.1:0"}', "admin: null")
     cfg.write_text(text)
     proc = subprocess.Popen(
         [sys.executable, "-m", "garrison.cli.main", "gateway", "--config", str(cfg), "--no-watch"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
     )
     try:
         url = f"http://127.0.0.1:{gw_port}/microservice1/getData"

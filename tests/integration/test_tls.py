@@ -22,10 +22,10 @@ def tls_gateway(tmp_path: Path, signer: Signer) -> Iterator[tuple[GatewayThread,
     ca.cert_pem.write_to_path(str(tmp_path / "ca.pem"))
 
     def cfg(port: int) -> str:
-        text = base_config(signer, port)
-        return text.replace(
-            'address: "127.0.0.1:0", limits',
-            f'address: "127.0.0.1:0", tls: {{cert_file: "{tmp_path / "server.pem"}", key_file: "{tmp_path / "server.pem"}"}}, limits',
+        pem = tmp_path / "server.pem"
+        tls = f'tls: {{cert_file: "{pem}", key_file: "{pem}"}}'
+        return base_config(signer, port).replace(
+            'address: "127.0.0.1:0", limits', f'address: "127.0.0.1:0", {tls}, limits'
         )
 
     gw = GatewayThread(tmp_path, cfg).start()
@@ -50,13 +50,27 @@ def test_https_with_hsts(tls_gateway: tuple[GatewayThread, Path], signer: Signer
 def test_curl_verifies_the_chain(tls_gateway: tuple[GatewayThread, Path]) -> None:
     gw, ca = tls_gateway
     out = subprocess.run(
-        ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", str(ca), f"https://127.0.0.1:{gw.port}/public/x"],
-        capture_output=True, text=True, timeout=20,
+        [
+            "curl",
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            str(ca),
+            f"https://127.0.0.1:{gw.port}/public/x",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert out.stdout == "200"
     insecure = subprocess.run(
         ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", f"https://127.0.0.1:{gw.port}/public/x"],
-        capture_output=True, text=True, timeout=20,
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert insecure.stdout == "000"  # unknown CA: curl refuses, as it should
 
@@ -66,6 +80,9 @@ def test_old_tls_versions_are_refused(tls_gateway: tuple[GatewayThread, Path]) -
     gw, _ = tls_gateway
     r = subprocess.run(
         ["openssl", "s_client", "-connect", f"127.0.0.1:{gw.port}", "-tls1_1"],
-        input="", capture_output=True, text=True, timeout=20,
+        input="",
+        capture_output=True,
+        text=True,
+        timeout=20,
     )
     assert r.returncode != 0 or "Cipher is (NONE)" in r.stdout

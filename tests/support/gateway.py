@@ -21,6 +21,10 @@ from garrison.proxy.gateway import Gateway
 ISSUER = "https://issuer.test"
 AUDIENCE = "api"
 TD = "test.local"
+LIMITS = (
+    "{header_timeout: 2, body_timeout: 2, idle_timeout: 5, upstream_timeout: 3,"
+    " max_body_bytes: 1048576, max_header_bytes: 8192}"
+)
 
 
 class Signer:
@@ -48,7 +52,7 @@ class Signer:
 def base_config(signer: Signer, upstream_port: int, *, extra: str = "", log: Path | None = None) -> str:
     return f"""
 trust_domain: {TD}
-listeners: [{{name: edge, address: "127.0.0.1:0", limits: {{header_timeout: 2, body_timeout: 2, idle_timeout: 5, upstream_timeout: 3, max_body_bytes: 1048576, max_header_bytes: 8192}}}}]
+listeners: [{{name: edge, address: "127.0.0.1:0", limits: {LIMITS}}}]
 issuers:
   - name: test
     issuer: {ISSUER}

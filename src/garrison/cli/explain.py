@@ -15,8 +15,8 @@ from garrison.http.paths import normalize_path, split_target
 from garrison.identity.authenticator import JwtAuthenticator
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.route import Route
-from garrison.pipeline.verdicts import Deny
 from garrison.pipeline.stages.authz import Authz
+from garrison.pipeline.verdicts import Deny
 from garrison.policy.explain import explain, format_explanation
 from garrison.policy.index import PolicyIndex
 from garrison.proxy.build import build_runtimes
@@ -31,7 +31,9 @@ def explain_command(args: argparse.Namespace) -> int:
         raw_path, _ = split_target(args.path.encode())
         path = normalize_path(raw_path)
     except HttpError as exc:
-        print(f"request: {args.method} {args.path}\ndecision: DENY {exc.reason.status} {exc.reason} (hygiene)")
+        print(
+            f"request: {args.method} {args.path}\ndecision: DENY {exc.reason.status} {exc.reason} (hygiene)"
+        )
         return 1
     found = rt.router.match(args.host.lower(), path, args.method.upper())
     if not isinstance(found, Route):
@@ -39,8 +41,12 @@ def explain_command(args: argparse.Namespace) -> int:
         return 1
     headers = [(b"authorization", b"Bearer " + args.token.encode())] if args.token else []
     ctx = RequestContext(
-        method=args.method.upper(), raw_target=path.encode(), headers=headers,
-        client_addr=args.client_ip, request_id="explain", now=time.time(),
+        method=args.method.upper(),
+        raw_target=path.encode(),
+        headers=headers,
+        client_addr=args.client_ip,
+        request_id="explain",
+        now=time.time(),
     )
     ctx.path, ctx.route = path, found
 
@@ -57,7 +63,9 @@ def explain_command(args: argparse.Namespace) -> int:
         denied = asyncio.run(authenticate())
         if denied is not None:
             print(f"request: {ctx.method} {path} on route {found.name}")
-            print(f"decision: DENY {denied.status} {denied.reason} (authn: {denied.detail or 'token rejected'})")
+            print(
+                f"decision: DENY {denied.status} {denied.reason} (authn: {denied.detail or 'token rejected'})"
+            )
             return 1
     elif not found.public:
         print(f"request: {ctx.method} {path} on route {found.name} from anonymous")
@@ -65,8 +73,12 @@ def explain_command(args: argparse.Namespace) -> int:
         return 1
     ex = explain(
         _policy(found),
-        route=found.name, public=found.public, method=ctx.method, path=path,
-        identity=ctx.identity, client_ip=args.client_ip,
+        route=found.name,
+        public=found.public,
+        method=ctx.method,
+        path=path,
+        identity=ctx.identity,
+        client_ip=args.client_ip,
     )
     print(format_explanation(ex))
     return 0 if ex.decision.allowed else 1

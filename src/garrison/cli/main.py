@@ -26,10 +26,16 @@ def _config_check(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
     # Compile too: overlapping routes and unresolvable policies are load errors, not request-time ones.
     build_runtimes(cfg, pools=Pools(), observe=lambda *a: None, authenticators=())
-    warnings = [f"issuer {i.name!r}: insecure_allow_http_jwks is on" for i in cfg.issuers if i.insecure_allow_http_jwks]
+    warnings = [
+        f"issuer {i.name!r}: insecure_allow_http_jwks is on"
+        for i in cfg.issuers
+        if i.insecure_allow_http_jwks
+    ]
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
-    print(f"{args.file}: ok ({len(cfg.routes)} routes, {len(cfg.policies)} policies, {len(cfg.issuers)} issuers)")
+    print(
+        f"{args.file}: ok ({len(cfg.routes)} routes, {len(cfg.policies)} policies, {len(cfg.issuers)} issuers)"
+    )
     return 0
 
 
@@ -94,7 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     pe.add_argument("--client-ip", default="127.0.0.1")
     pe.set_defaults(func=_policy_explain)
 
-    d = sub.add_parser("demo", help="run a scripted tour on free loopback ports; exits 0 if every step matched")
+    d = sub.add_parser(
+        "demo", help="run a scripted tour on free loopback ports; exits 0 if every step matched"
+    )
     d.add_argument("--serve", action="store_true", help="keep running after the tour (Ctrl-C to stop)")
     d.set_defaults(func=_demo)
     return p

@@ -12,4 +12,4 @@ def run_async(coro: Coroutine[Any, Any, int]) -> int:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency on every supported platform
         return asyncio.run(coro)
-    return uvloop.run(coro)  # type: ignore[no-any-return]
+    return uvloop.run(coro)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections import Counter
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -93,7 +94,9 @@ class StaticKey(Model):
         return self
 
 
-ALLOWED_ALGS = Literal["ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"]
+ALLOWED_ALGS = Literal[
+    "ES256", "ES384", "ES512", "RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "EdDSA"
+]
 
 
 class Issuer(Model):
@@ -131,7 +134,9 @@ class Service(Model):
     """A workload. Its principal is its SPIFFE ID (ARCHITECTURE §9)."""
 
     spiffe_id: str | None = Field(None, description="Default spiffe://<trust_domain>/svc/<name>")
-    upstream: str | None = Field(None, description="http://host:port of the service (for routes that name it)")
+    upstream: str | None = Field(
+        None, description="http://host:port of the service (for routes that name it)"
+    )
 
 
 class RouteShadow(Model):
@@ -186,7 +191,7 @@ class UserRef(Model):
 
 
 class PolicyFrom(Model):
-    """Who a rule is about. All listed conditions must hold; list items are alternatives."""
+    """Who a rule is about. Every kind listed here is an alternative: any one admits the principal."""
 
     services: list[str] = Field(default_factory=list, description="Service names or SPIFFE IDs")
     users: list[UserRef] = Field(default_factory=list)
@@ -224,12 +229,12 @@ class PolicyRule(Model):
     @field_validator("methods")
     @classmethod
     def _methods(cls, v: list[str]) -> list[str]:
-        return RouteConfig._methods(v)  # type: ignore[operator]
+        return RouteConfig._methods(v)
 
     @field_validator("paths")
     @classmethod
     def _paths(cls, v: list[str]) -> list[str]:
-        return [RouteConfig._path(p) for p in v]  # type: ignore[operator]
+        return [RouteConfig._path(p) for p in v]
 
     @model_validator(mode="after")
     def _who(self) -> PolicyRule:
@@ -261,8 +266,12 @@ class Admin(Model):
 
 
 class DecisionLog(Model):
-    path: str | None = Field(None, description="File for JSON-lines decision records; '-' = stderr; none = off")
-    queue_size: int = Field(65_536, ge=1024, description="Records buffered before new ones are dropped (counted)")
+    path: str | None = Field(
+        None, description="File for JSON-lines decision records; '-' = stderr; none = off"
+    )
+    queue_size: int = Field(
+        65_536, ge=1024, description="Records buffered before new ones are dropped (counted)"
+    )
 
 
 class Telemetry(Model):
@@ -280,13 +289,17 @@ class Paths(Model):
 class GarrisonConfig(Model):
     """The whole of garrison.yaml."""
 
-    trust_domain: str = Field("garrison.local", description="SPIFFE trust domain: workloads are spiffe://<td>/svc/<name>")
+    trust_domain: str = Field(
+        "garrison.local", description="SPIFFE trust domain: workloads are spiffe://<td>/svc/<name>"
+    )
     listeners: list[Listener] = Field(
         default_factory=lambda: [Listener()], min_length=1, description="Addresses the gateway serves on"
     )
     issuers: list[Issuer] = Field(default_factory=list, description="Trusted token issuers")
     services: dict[str, Service] = Field(default_factory=dict, description="Workloads by short name")
-    routes: list[RouteConfig] = Field(default_factory=list, description="What the gateway forwards; no overlaps")
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="What the gateway forwards; no overlaps"
+    )
     policies: list[PolicyRule] = Field(default_factory=list, description="Authorization rules (default deny)")
     rate_limits: list[RateLimitRule] = Field(default_factory=list, description="Token-bucket limits")
     paths: Paths = Field(Paths(), description="Path matching")
@@ -296,13 +309,15 @@ class GarrisonConfig(Model):
     @classmethod
     def _td(cls, v: str) -> str:
         if not _TRUST_DOMAIN.match(v) or len(v) > 255:
-            raise ValueError("trust domain must be lower-case letters, digits, '.', '-', '_' (SPIFFE-ID §2.1)")
+            raise ValueError(
+                "trust domain must be lower-case letters, digits, '.', '-', '_' (SPIFFE-ID §2.1)"
+            )
         return v
 
     @model_validator(mode="after")
     def _references(self) -> GarrisonConfig:
         def dupes(names: list[str]) -> list[str]:
-            return sorted({n for n in names if names.count(n) > 1})
+            return sorted(n for n, c in Counter(names).items() if c > 1)
 
         for what, names in (
             ("listeners", [x.name for x in self.listeners]),

@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 import httpx
 import jwt
@@ -124,22 +125,36 @@ class Tour:
             return base64.urlsafe_b64encode(json.dumps(d).encode()).rstrip(b"=").decode()
 
         now = int(time.time())
-        return b64({"alg": "none", "typ": "JWT"}) + "." + b64(
-            {"iss": ISSUER, "aud": AUDIENCE, "sub": f"spiffe://{TRUST_DOMAIN}/svc/microservice2", "exp": now + 600}
-        ) + "."
+        return (
+            b64({"alg": "none", "typ": "JWT"})
+            + "."
+            + b64(
+                {
+                    "iss": ISSUER,
+                    "aud": AUDIENCE,
+                    "sub": f"spiffe://{TRUST_DOMAIN}/svc/microservice2",
+                    "exp": now + 600,
+                }
+            )
+            + "."
+        )
 
 
-async def run_demo(*, serve: bool = False, out: object = None) -> int:
-    write = (out or sys.stdout).write  # type: ignore[attr-defined]
+async def run_demo(*, serve: bool = False, out: TextIO | None = None) -> int:
+    write = (out or sys.stdout).write
     with tempfile.TemporaryDirectory(prefix="garrison-demo-") as tmp:
         workdir = Path(tmp)
         tour = Tour(workdir)
         upstream = await start_echo_upstream()
-        up_port = upstream.sockets[0].getsockname()[1]
+        up_port = upstream.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
         cfg_path = workdir / "garrison.yaml"
         cfg_path.write_text(
             CONFIG.format(
-                td=TRUST_DOMAIN, iss=ISSUER, aud=AUDIENCE, pem=tour.pem_path, up=up_port,
+                td=TRUST_DOMAIN,
+                iss=ISSUER,
+                aud=AUDIENCE,
+                pem=tour.pem_path,
+                up=up_port,
                 log=workdir / "decisions.jsonl",
             )
         )
@@ -153,22 +168,65 @@ async def run_demo(*, serve: bool = False, out: object = None) -> int:
         write(f"config: {cfg_path}\n\n")
         steps = [
             Step("No token on a protected route", "GET", "/microservice1/getData", 401, "authn_required"),
-            Step("microservice2's valid token: the seed rule allows it", "GET", "/microservice1/getData", 200,
-                 token=ms2, check="the service sees x-garrison-principal = microservice2's SPIFFE ID"),
-            Step("microservice3's valid token: not allowed by any rule", "GET", "/microservice1/getData", 403,
-                 "policy_no_match", token=ms3),
+            Step(
+                "microservice2's valid token: the seed rule allows it",
+                "GET",
+                "/microservice1/getData",
+                200,
+                token=ms2,
+                check="the service sees x-garrison-principal = microservice2's SPIFFE ID",
+            ),
+            Step(
+                "microservice3's valid token: not allowed by any rule",
+                "GET",
+                "/microservice1/getData",
+                403,
+                "policy_no_match",
+                token=ms3,
+            ),
             Step("An expired token", "GET", "/microservice1/getData", 401, "token_expired", token=expired),
-            Step("An unsigned token (alg: none)", "GET", "/microservice1/getData", 401, "token_bad_algorithm",
-                 token=tour.alg_none_token("x")),
-            Step("A spoofed identity header without a token", "GET", "/microservice1/getData", 401,
-                 "authn_required", headers={"X-Garrison-Principal": f"spiffe://{TRUST_DOMAIN}/svc/microservice2"}),
-            Step("Path tricks reach the same decision (//, /./, %-encoding)", "GET",
-                 "//microservice1/./%67etData", 403, "policy_no_match", token=ms3, raw_path=True),
-            Step("Path traversal above the root", "GET", "/microservice1/../../etc/passwd", 400,
-                 "path_traversal", raw_path=True),
+            Step(
+                "An unsigned token (alg: none)",
+                "GET",
+                "/microservice1/getData",
+                401,
+                "token_bad_algorithm",
+                token=tour.alg_none_token("x"),
+            ),
+            Step(
+                "A spoofed identity header without a token",
+                "GET",
+                "/microservice1/getData",
+                401,
+                "authn_required",
+                headers={"X-Garrison-Principal": f"spiffe://{TRUST_DOMAIN}/svc/microservice2"},
+            ),
+            Step(
+                "Path tricks reach the same decision (//, /./, %-encoding)",
+                "GET",
+                "//microservice1/./%67etData",
+                403,
+                "policy_no_match",
+                token=ms3,
+                raw_path=True,
+            ),
+            Step(
+                "Path traversal above the root",
+                "GET",
+                "/microservice1/../../etc/passwd",
+                400,
+                "path_traversal",
+                raw_path=True,
+            ),
             Step("A public route needs no token", "GET", "/microservice1/health", 200),
-            Step("An upstream stack trace is masked", "GET", "/microservice1/crash", 500, "upstream_error_masked",
-                 check="the body holds only an error code and the request id"),
+            Step(
+                "An upstream stack trace is masked",
+                "GET",
+                "/microservice1/crash",
+                500,
+                "upstream_error_masked",
+                check="the body holds only an error code and the request id",
+            ),
             Step("No route", "GET", "/nowhere", 404, "no_route"),
         ]
         failures = 0
@@ -184,8 +242,10 @@ async def run_demo(*, serve: bool = False, out: object = None) -> int:
                 failures += not ok
                 write(f"[{len(steps) + 1}] Prometheus metrics on the admin listener\n")
                 write(f"    $ curl -s http://127.0.0.1:{gw.admin.port if gw.admin else 0}/metrics\n")
-                write(f"    expected: garrison_requests_total counted every request\n    actual:   {actual}   "
-                      f"{'OK' if ok else 'MISMATCH'}\n\n")
+                write(
+                    f"    expected: garrison_requests_total counted every request\n    actual:   {actual}   "
+                    f"{'OK' if ok else 'MISMATCH'}\n\n"
+                )
             if serve:
                 write("serving; paste the commands above. Ctrl-C to stop.\n")
                 await asyncio.Event().wait()

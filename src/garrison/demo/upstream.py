@@ -7,8 +7,8 @@ set. Not for production use.
 from __future__ import annotations
 
 import asyncio
-from typing import cast
 import json
+from typing import cast
 
 
 class _EchoProtocol(asyncio.Protocol):

@@ -15,7 +15,12 @@ from garrison.errors import PolicyError
 from garrison.policy.index import PolicyIndex
 from garrison.policy.model import ClaimCondition, CompiledRule, Network, claim_key
 
-_SPIFFE_ID = re.compile(r"^spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*$")  # SPIFFE-ID §2.1, §2.2
+_SPIFFE_ID = re.compile(r"spiffe://[a-z0-9._-]+(/[A-Za-z0-9._-]+)*")  # SPIFFE-ID §2.1, §2.2
+
+
+def _is_spiffe_id(s: str) -> bool:
+    # SPIFFE-ID §2.2: path segments are never "." or ".."; no trailing "/".
+    return _SPIFFE_ID.fullmatch(s) is not None and not {".", ".."} & set(s.split("/")[3:])
 
 
 def compile_policies(cfg: GarrisonConfig) -> PolicyIndex:
@@ -41,7 +46,7 @@ def _compile_rule(
     principals: set[str] = set()
     for s in f.services:
         if s.startswith("spiffe://"):
-            if not _SPIFFE_ID.match(s):
+            if not _is_spiffe_id(s):
                 raise fail(f"malformed SPIFFE ID {s!r}")
             principals.add(s)
         elif s in cfg.services:

@@ -13,6 +13,7 @@ import hashlib
 import logging
 import signal
 import ssl
+import time
 from pathlib import Path
 
 from garrison.config.loader import load_config
@@ -96,7 +97,25 @@ class Gateway:
         self.metrics.record_upstream_error(route, str(reason))
 
     def _reject(self, reason: Reason, client_ip: str, request_id: str) -> None:
+        """A request refused while parsing (no RequestContext yet): still one record, one count."""
         self.metrics.record_request("", reason.status, 0.0, "hygiene", str(reason))
+        self.decisions.record(
+            (
+                time.time(),
+                request_id,
+                "",
+                "",
+                "",
+                reason.status,
+                "hygiene",
+                str(reason),
+                None,
+                None,
+                client_ip,
+                0.0,
+                (),
+            )
+        )
 
     # -- lifecycle --------------------------------------------------------------------------
     async def _compile(self, cfg: GarrisonConfig) -> tuple[dict[str, Runtime], JwtAuthenticator]:
@@ -120,8 +139,7 @@ class Gateway:
         return runtimes, authn
 
     def _register_key_sources(self, authn: JwtAuthenticator) -> None:
-        for name, provider in authn.providers.items():
-            self.metrics.register_key_source(name, provider)
+        self.metrics.set_key_sources(authn.providers)  # issuers dropped by a reload disappear
 
     async def start(self) -> None:
         runtimes, authn = await self._compile(self.config)
@@ -222,7 +240,7 @@ class Gateway:
             t.cancel()
         if self.authn is not None:
             await self.authn.close()
-        self.decisions.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.decisions.close)
 
 
 async def serve(config_path: str | Path, *, watch: bool = True) -> int:
@@ -235,9 +253,13 @@ async def serve(config_path: str | Path, *, watch: bool = True) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
 
+    pending: set[asyncio.Task[bool]] = set()
+
     def on_hup() -> None:
         gw.decisions.reopen()
-        loop.create_task(gw.reload())
+        task = loop.create_task(gw.reload())
+        pending.add(task)
+        task.add_done_callback(pending.discard)
 
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGHUP, on_hup)

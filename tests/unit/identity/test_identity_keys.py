@@ -11,7 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from identity_kit import DROP, Kit, b64u
 from jwt.algorithms import RSAAlgorithm
@@ -237,12 +237,14 @@ JWK_MEMBERS = st.fixed_dictionaries(
 )
 
 
+@settings(deadline=None)  # a loaded CI box must not turn slow into failed
 @given(st.lists(JWK_MEMBERS, max_size=4))
 def test_any_jwks_gives_a_keyset_or_key_set_error(keys: list[dict[str, Any]]) -> None:
     with contextlib.suppress(KeySetError):
         assert parse_jwks(jwks(*keys), ALL).count >= 1
 
 
+@settings(deadline=None)  # a loaded CI box must not turn slow into failed
 @given(st.binary(max_size=200))
 def test_any_bytes_give_a_keyset_or_key_set_error(doc: bytes) -> None:
     with contextlib.suppress(KeySetError):

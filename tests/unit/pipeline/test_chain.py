@@ -16,7 +16,9 @@ from garrison.reasons import Reason
 
 
 def ctx() -> RequestContext:
-    return RequestContext(method="GET", raw_target=b"/", headers=[], client_addr="127.0.0.1", request_id="r", now=0.0)
+    return RequestContext(
+        method="GET", raw_target=b"/", headers=[], client_addr="127.0.0.1", request_id="r", now=0.0
+    )
 
 
 class Fixed(Stage):
@@ -55,7 +57,9 @@ def test_first_deny_stops_the_chain() -> None:
         pytest.param(None, Reason.STAGE_ERROR, id="none-is-not-a-verdict"),
         pytest.param(True, Reason.STAGE_ERROR, id="truthy-is-not-an-allow"),
         pytest.param(RuntimeError("boom"), Reason.STAGE_ERROR, id="exception-denies"),
-        pytest.param(TokenError("bad", Reason.TOKEN_EXPIRED), Reason.TOKEN_EXPIRED, id="garrison-error-keeps-reason"),
+        pytest.param(
+            TokenError("bad", Reason.TOKEN_EXPIRED), Reason.TOKEN_EXPIRED, id="garrison-error-keeps-reason"
+        ),
     ],
 )
 def test_errors_and_non_verdicts_fail_closed(result: Any, reason: Reason) -> None:

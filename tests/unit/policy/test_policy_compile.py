@@ -46,6 +46,16 @@ def with_rule(rule_yaml: str) -> object:
             "'r5': malformed SPIFFE ID",
             id="spiffe-id",
         ),
+        pytest.param(
+            "{name: r6, from: {services: ['spiffe://td/a/../b']}}",
+            "'r6': malformed SPIFFE ID",
+            id="dot-segment",
+        ),
+        pytest.param(
+            '{name: r7, from: {services: ["spiffe://td/a\\n"]}}',
+            "'r7': malformed SPIFFE ID",
+            id="trailing-newline",
+        ),
     ],
 )
 def test_unresolvable_names_fail_compilation_naming_the_rule(rule: str, message: str) -> None:
