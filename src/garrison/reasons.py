@@ -65,6 +65,8 @@ class Reason(StrEnum):
     TOKEN_BAD_ISSUER = "token_bad_issuer", 401, "token issuer not trusted"
     TOKEN_BAD_AUDIENCE = "token_bad_audience", 401, "token audience not accepted"
     TOKEN_BAD_TYPE = "token_bad_type", 401, "token type not accepted"
+    TOKEN_LIFETIME_TOO_LONG = "token_lifetime_too_long", 401, "token lifetime exceeds the issuer's maximum"
+    TOKEN_UNSUPPORTED_HEADER = "token_unsupported_header", 401, "unsupported token header parameter"
     TOKEN_REVOKED = "token_revoked", 401, "token revoked"
     TOKEN_BINDING_MISMATCH = "token_binding_mismatch", 401, "token not bound to this client certificate"
     KEYS_UNAVAILABLE = "keys_unavailable", 503, "token signing keys unavailable"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import httpx
 import pytest
 
@@ -53,3 +55,26 @@ def test_identity_header_on_public_route_is_stripped(gateway: GatewayThread, hea
     r = httpx.get(gateway.url + "/public/x", headers={header: f"spiffe://{TD}/svc/admin"})
     assert r.status_code == 200
     assert "x-garrison-principal" not in r.json()["headers"]
+
+
+def test_user_issuer_cannot_assert_a_workload(tmp_path: Path, signer: Signer) -> None:
+    """An issuer not trusted for workloads (e.g. an external user IdP) mints sub=<a SPIFFE ID>: it is a user."""
+    from support.gateway import base_config
+
+    gw = GatewayThread(
+        tmp_path, lambda p: base_config(signer, p).replace("    workload_identities: true\n", "")
+    ).start()
+    try:
+        r = httpx.get(
+            gw.url + "/microservice1/getData",
+            headers={"Authorization": f"Bearer {signer.svc('microservice2')}"},
+        )
+        assert r.status_code == 403
+    finally:
+        gw.stop()
+
+
+def test_client_id_never_names_the_principal(gateway: GatewayThread, signer: Signer) -> None:
+    token = signer.token("alice", client_id=f"spiffe://{TD}/svc/microservice2")
+    r = httpx.get(gateway.url + "/microservice1/getData", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 403

@@ -184,7 +184,55 @@ def test_metrics_count_requests_and_decisions(gateway: GatewayThread) -> None:
 
 
 def test_parse_level_rejects_are_recorded(gateway: GatewayThread, tmp_path: Path) -> None:
-    exchange(gateway.port, b"GET /public/x HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n")  # obs-fold: llhttp rejects
+    exchange(
+        gateway.port, b"GET /public/x HTTP/1.1\r\nHost: t\r\nX: a\r\n b\r\n\r\n"
+    )  # obs-fold: llhttp rejects
     gateway.stop()
     lines = [json.loads(x) for x in (tmp_path / "decisions.jsonl").read_text().splitlines()]
     assert lines[-1]["decision"] == "deny" and lines[-1]["stage"] == "hygiene" and lines[-1]["status"] == 400
+
+
+def test_upstream_timeout_is_504(tmp_path: Path, signer: Signer) -> None:
+    from support.gateway import base_config
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen()  # accepts, never answers
+    try:
+        port = silent.getsockname()[1]
+        gw = GatewayThread(tmp_path, lambda _p: base_config(signer, port)).start()
+        try:
+            start = time.monotonic()
+            r = httpx.get(gw.url + "/public/x", timeout=20)
+            assert r.status_code == 504
+            assert r.json()["error"] == "upstream_timeout"
+            assert time.monotonic() - start < 10  # upstream_timeout is 3 s in the test config
+        finally:
+            gw.stop()
+    finally:
+        silent.close()
+
+
+def test_connections_beyond_the_limit_are_refused(tmp_path: Path, signer: Signer) -> None:
+    from support.gateway import base_config
+
+    gw = GatewayThread(
+        tmp_path,
+        lambda p: base_config(signer, p).replace(
+            "max_header_bytes: 8192", "max_header_bytes: 8192, max_connections: 2"
+        ),
+    ).start()
+    try:
+        held = [socket.create_connection(("127.0.0.1", gw.port)) for _ in range(2)]
+        time.sleep(0.2)
+        try:
+            resp, closed = exchange(gw.port, b"GET /public/x HTTP/1.1\r\nHost: t\r\n\r\n")
+            assert status_of(resp) == 503 and closed
+        except ConnectionResetError:
+            pass  # refused before our request was read: also a refusal (the 503 was written, then RST)
+        for s in held:
+            s.close()
+        time.sleep(0.2)
+        assert httpx.get(gw.url + "/public/x").status_code == 200
+    finally:
+        gw.stop()

@@ -56,6 +56,7 @@ listeners: [{{name: edge, address: "127.0.0.1:0", limits: {LIMITS}}}]
 issuers:
   - name: test
     issuer: {ISSUER}
+    workload_identities: true
     audiences: [{AUDIENCE}]
     keys: [{{kid: {signer.kid}, pem_file: "{signer.pem_path}"}}]
 services:

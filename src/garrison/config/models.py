@@ -110,6 +110,11 @@ class Issuer(Model):
     discovery: bool = Field(False, description="Find jwks_uri at {issuer}/.well-known/openid-configuration")
     keys: list[StaticKey] = Field(default_factory=list)
     typ: str | None = Field(None, description="Required JOSE `typ`, e.g. at+jwt (RFC 9068)")
+    workload_identities: bool = Field(
+        False,
+        description="Trust this issuer to assert workloads: a `sub` that is a SPIFFE ID in our trust domain"
+        " becomes that service's principal. Off: every subject is a user (iss#sub)",
+    )
     leeway_seconds: float = Field(60.0, ge=0, le=600)
     max_token_lifetime_seconds: float | None = Field(None, gt=0)
     jwks_refresh_seconds: float = Field(300.0, ge=5)

@@ -40,6 +40,7 @@ listeners:
 issuers:
   - name: demo
     issuer: {iss}
+    workload_identities: true   # this issuer mints service tokens: sub may be a SPIFFE ID
     audiences: [{aud}]
     algorithms: [ES256]
     keys: [{{kid: demo-1, pem_file: {pem}}}]

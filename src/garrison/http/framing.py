@@ -46,12 +46,21 @@ _KNOWN_NAMES: Final[dict[bytes, int]] = dict.fromkeys(
 ) | {b"content-length": _CONTENT_LENGTH, b"transfer-encoding": _TRANSFER_ENCODING}  # fmt: skip
 
 
+#: Lower-case names that are valid tokens with no framing role (neither Content-Length nor
+#: Transfer-Encoding): the fast path of a request's header checks.
+ORDINARY_NAMES: Final = frozenset(n for n, role in _KNOWN_NAMES.items() if role == _ORDINARY)
+
+
 @dataclass(frozen=True, slots=True)
 class Framing:
     """How the request body is delimited: by ``content_length`` bytes, by chunks, or absent (both unset)."""
 
     content_length: int | None
     chunked: bool
+
+    @property
+    def has_body(self) -> bool:
+        return self.chunked or bool(self.content_length)
 
     def __repr__(self) -> str:
         if self.chunked:
@@ -176,4 +185,4 @@ def _is_port(colon_port: str) -> bool:
     return colon_port[:1] == ":" and 0 < len(port) <= 5 and port.isdigit() and int(port) <= 65535
 
 
-__all__ = ["CHUNKED", "NO_BODY", "Framing", "check_framing", "check_host", "parse_host"]
+__all__ = ["CHUNKED", "NO_BODY", "ORDINARY_NAMES", "Framing", "check_framing", "check_host", "parse_host"]

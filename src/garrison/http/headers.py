@@ -141,6 +141,13 @@ def sanitize_request_headers(headers: list[Header], *, trusted_peer: bool) -> li
     return out
 
 
+def plain_names(candidates: frozenset[bytes] | set[bytes]) -> frozenset[bytes]:
+    """Those of ``candidates`` (lower-case names) that ingress stripping keeps as they are, whoever the
+    peer: not hop-by-hop, not forwarding, not spoofable. A request whose names are all plain needs no
+    sanitizing (unless its Connection header names one of them, and Connection is not plain)."""
+    return frozenset(n for n in candidates if n == n.lower() and _classify(n) == _KEEP)
+
+
 def _parse_ip(text: str) -> IPv4Address | IPv6Address | None:
     try:
         ip = ipaddress.ip_address(text)
@@ -192,5 +199,6 @@ __all__ = [
     "client_ip_from_forwarded",
     "connection_options",
     "is_spoofable",
+    "plain_names",
     "sanitize_request_headers",
 ]

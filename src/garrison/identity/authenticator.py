@@ -42,6 +42,7 @@ class _IssuerEntry(NamedTuple):
     name: str
     verifier: TokenVerifier
     provider: KeyProvider
+    workloads: bool  # may this issuer's `sub` name a workload (a SPIFFE ID)?
 
 
 def _default_provider(issuer: Issuer, on_change: Callable[[KeySet], None]) -> KeyProvider:
@@ -92,7 +93,9 @@ class JwtAuthenticator:
                 provider = factory(issuer, on_change)
             except KeySetError as exc:
                 raise ConfigError(f"issuers.{issuer.name}.keys: {exc}") from None
-            by_iss[issuer.issuer] = _IssuerEntry(issuer.name, TokenVerifier(issuer, provider.keys), provider)
+            by_iss[issuer.issuer] = _IssuerEntry(
+                issuer.name, TokenVerifier(issuer, provider.keys), provider, issuer.workload_identities
+            )
         return cls(by_iss, trust_domain, cache)
 
     async def start(self) -> None:
@@ -157,7 +160,7 @@ class JwtAuthenticator:
                 vt = entry.verifier.verify_parsed(parsed, now)
             except IdentityError as exc2:
                 return _deny(exc2.reason, f"{entry.name}: {exc2} (after refetch)")
-        hit = CachedAuth(vt, identity_from_token(vt, self._trust_domain))
+        hit = CachedAuth(vt, identity_from_token(vt, self._trust_domain, workloads=entry.workloads))
         self._cache.put(token, hit, vt.exp, now)
         return hit
 

@@ -35,9 +35,14 @@ def workload_id(value: object, trust_domain: str) -> str | None:
     return value
 
 
-def identity_from_token(vt: VerifiedToken, trust_domain: str) -> Identity:
-    """§9: ``sub`` (or, failing that, ``client_id``) in our trust domain -> workload; else a user."""
-    principal = workload_id(vt.sub, trust_domain) or workload_id(vt.claims.get("client_id"), trust_domain)
+def identity_from_token(vt: VerifiedToken, trust_domain: str, *, workloads: bool = False) -> Identity:
+    """§9: a ``sub`` that is a SPIFFE ID in our trust domain is that workload — but only from an
+    issuer trusted to assert workload identities (``workloads``); anything else is a user.
+
+    ``client_id`` is never used: a user token obtained through client X is not X's identity, and an
+    external user IdP must not be able to mint a workload principal by choosing a ``sub``.
+    """
+    principal = workload_id(vt.sub, trust_domain) if workloads else None
     if principal is not None:
         kind = "workload"
     else:

@@ -23,17 +23,27 @@ class Stage:
 
     ``on_request`` returns a Verdict; the chain runner turns an exception or a non-Verdict into a
     ``Deny(STAGE_ERROR)``. ``shadow`` (per route) makes a Deny be recorded and counted, not enforced.
+
+    A stage that never awaits sets ``sync = True`` and implements ``check`` (a plain method): the chain
+    calls it directly, with no coroutine per request. ``on_request`` then just returns ``check(ctx)``.
     """
 
     name: ClassVar[str] = "stage"
     enforcing: ClassVar[bool] = True  # may be put in shadow mode
+    sync: ClassVar[bool] = False  # True: ``check`` is the stage, called without awaiting
 
     __slots__ = ("shadow",)
 
     def __init__(self, *, shadow: bool = False) -> None:
         self.shadow = shadow
 
+    def check(self, ctx: RequestContext) -> Verdict:
+        """The synchronous form of ``on_request`` (only for ``sync`` stages)."""
+        raise NotImplementedError
+
     async def on_request(self, ctx: RequestContext) -> Verdict:
+        if self.sync:
+            return self.check(ctx)
         raise NotImplementedError
 
     def on_response(self, ctx: RequestContext, head: ResponseHead) -> None:

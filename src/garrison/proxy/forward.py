@@ -6,8 +6,7 @@ identity headers the gateway set itself.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from garrison.http.framing import NO_BODY, Framing
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.route import Route
 from garrison.pipeline.stage import ResponseHead
@@ -35,17 +34,8 @@ _DROP_FROM_RESPONSE = frozenset(
 _FRAMING_AND_HOST = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 
-@dataclass(frozen=True, slots=True)
-class BodyFraming:
-    content_length: int | None
-    chunked: bool
-
-    @property
-    def has_body(self) -> bool:
-        return self.chunked or bool(self.content_length)
-
-
-NO_BODY = BodyFraming(None, False)
+# The request body's framing as the hygiene stage decided it (one shared constant for no body).
+BodyFraming = Framing
 
 
 def upstream_target(ctx: RequestContext, route: Route) -> bytes:

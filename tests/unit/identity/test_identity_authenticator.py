@@ -41,7 +41,7 @@ def bearer(token: str) -> bytes:
 @pytest.fixture
 def authn(kit: Kit) -> JwtAuthenticator:
     other = kit.issuer(kit.rs256, name="partner", issuer="https://partner.example", audiences=[AUD])
-    return JwtAuthenticator.build([kit.issuer(kit.es256, kit.eddsa), other], TD)
+    return JwtAuthenticator.build([kit.issuer(kit.es256, kit.eddsa, workload_identities=True), other], TD)
 
 
 # -- the Authorization header --------------------------------------------------------------------
@@ -160,6 +160,16 @@ def test_a_valid_workload_token_sets_the_spiffe_identity(authn: JwtAuthenticator
     assert run(authn, c) is CONTINUE
     assert c.identity is not None
     assert (c.identity.principal, c.identity.kind) == ("spiffe://prod.example/svc/microservice2", "workload")
+
+
+def test_an_issuer_not_trusted_for_workloads_yields_a_user(kit: Kit) -> None:
+    """An external user IdP choosing sub=<our SPIFFE ID> must not become that workload."""
+    users_only = JwtAuthenticator.build([kit.issuer(kit.es256)], TD)
+    c = ctx(bearer(mint(kit.es256, claims(sub="spiffe://prod.example/svc/microservice2"))))
+    assert run(users_only, c) is CONTINUE
+    assert c.identity is not None
+    assert c.identity.kind == "user"
+    assert c.identity.principal == f"{ISS}#spiffe://prod.example/svc/microservice2"
 
 
 @pytest.mark.parametrize(

@@ -74,21 +74,25 @@ def test_a_user_token_is_issuer_hash_subject() -> None:
 
 
 def test_a_workload_token_is_its_spiffe_id() -> None:
+    ident = identity_from_token(vt("spiffe://prod.example/svc/billing"), TD, workloads=True)
+    assert (ident.principal, ident.kind, ident.subject) == (
+        "spiffe://prod.example/svc/billing",
+        "workload",
+        "spiffe://prod.example/svc/billing",
+    )
+
+
+def test_a_spiffe_sub_from_an_issuer_not_trusted_for_workloads_is_a_user() -> None:
     ident = identity_from_token(vt("spiffe://prod.example/svc/billing"), TD)
-    assert (ident.principal, ident.kind, ident.subject) == (
-        "spiffe://prod.example/svc/billing",
-        "workload",
-        "spiffe://prod.example/svc/billing",
-    )
+    assert ident.kind == "user"
 
 
-def test_client_id_is_used_when_sub_is_not_a_workload_id() -> None:
-    ident = identity_from_token(vt("service-account-123", client_id="spiffe://prod.example/svc/billing"), TD)
-    assert (ident.principal, ident.kind, ident.subject) == (
-        "spiffe://prod.example/svc/billing",
-        "workload",
-        "service-account-123",
+def test_client_id_never_names_a_workload() -> None:
+    """A user token obtained through client X is the user's, not X's."""
+    ident = identity_from_token(
+        vt("service-account-123", client_id="spiffe://prod.example/svc/billing"), TD, workloads=True
     )
+    assert (ident.principal, ident.kind) == ("https://idp.example.com#service-account-123", "user")
 
 
 def test_a_foreign_spiffe_sub_is_a_user_of_that_issuer() -> None:

@@ -2,29 +2,38 @@
 
 Runs first, for every request, whatever the route. Nothing after it sees a raw path or a header a
 client could use to impersonate a proxy or an identity.
+
+The common clean request (origin-form target, one Host, only well-known header names that ingress
+stripping keeps, no body) is checked in one pass over its headers and keeps its header list as is;
+anything else takes the full path. Both paths apply the same rules: the fast one only recognizes
+requests on which the full path would change nothing but the checks it repeats.
 """
 
 from __future__ import annotations
 
 import ipaddress
-from typing import ClassVar
+from typing import ClassVar, Final
 
 from garrison.errors import HttpError
-from garrison.http.framing import check_framing, check_host
-from garrison.http.headers import client_ip_from_forwarded, sanitize_request_headers
+from garrison.http.framing import NO_BODY, ORDINARY_NAMES, check_framing, check_host, parse_host
+from garrison.http.headers import client_ip_from_forwarded, plain_names, sanitize_request_headers
 from garrison.http.paths import normalize_path, split_target, target_host
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import Stage
 from garrison.pipeline.verdicts import CONTINUE, Deny, Verdict
-from garrison.proxy.forward import BodyFraming
 from garrison.reasons import Reason
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+# Names with no framing role that sanitizing keeps for any peer (so never "host": it is counted apart).
+_PLAIN: Final = plain_names(ORDINARY_NAMES) - {b"host"}
+_OWS_FIRST: Final = frozenset((b" ", b"\t"))
 
 
 class Hygiene(Stage):
     name: ClassVar[str] = "hygiene"
     enforcing: ClassVar[bool] = False  # never shadowed: a request we cannot parse safely is not forwarded
+    sync: ClassVar[bool] = True
 
     __slots__ = ("max_body_bytes", "trusted_proxies")
 
@@ -44,12 +53,45 @@ class Hygiene(Stage):
             addr = addr.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
         return any(addr in net for net in self.trusted_proxies)
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
+    def check(self, ctx: RequestContext) -> Verdict:
+        if not self.trusted_proxies and ctx.raw_target[:1] == b"/":
+            # Fast path: every name plain, exactly one Host, no obs-fold, no CR/LF/NUL in any value.
+            host: bytes | None = None
+            hosts = 0
+            values = []
+            plain, ows_first, append = _PLAIN, _OWS_FIRST, values.append
+            for name, value in ctx.headers:
+                if name in plain:
+                    pass
+                elif name == b"host":
+                    host = value
+                    hosts += 1
+                else:
+                    break
+                if value[:1] in ows_first:
+                    break
+                append(value)
+            else:
+                blob = b"".join(values)
+                if hosts == 1 and 13 not in blob and 10 not in blob and 0 not in blob:
+                    assert host is not None
+                    try:
+                        ctx.host = parse_host(host)
+                        raw_path, ctx.query = split_target(ctx.raw_target)
+                        ctx.path = normalize_path(raw_path)
+                    except HttpError as exc:
+                        return Deny(exc.reason, self.name, detail=str(exc))
+                    ctx.framing = NO_BODY
+                    ctx.host_header = host
+                    return CONTINUE
+        return self._full(ctx)
+
+    def _full(self, ctx: RequestContext) -> Verdict:
         try:
             framing = check_framing(ctx.headers, http_version=ctx.http_version)
             if framing.content_length is not None and framing.content_length > self.max_body_bytes:
                 return Deny(Reason.BODY_TOO_LARGE, self.name)
-            ctx.framing = BodyFraming(framing.content_length, framing.chunked)
+            ctx.framing = framing
             # RFC 9112 §3.2.2: an absolute-form target's authority must agree with Host.
             ctx.host = check_host(ctx.headers, target_host=target_host(ctx.raw_target))
             raw_path, ctx.query = split_target(ctx.raw_target)
