@@ -58,7 +58,7 @@ def test_identity_header_on_public_route_is_stripped(gateway: GatewayThread, hea
 
 
 def test_user_issuer_cannot_assert_a_workload(tmp_path: Path, signer: Signer) -> None:
-    """An issuer not trusted for workloads (e.g. an external user IdP) mints sub=<a SPIFFE ID>: it is a user."""
+    """An issuer not trusted for workloads (an external user IdP) mints sub=<a SPIFFE ID>: a user."""
     from support.gateway import base_config
 
     gw = GatewayThread(

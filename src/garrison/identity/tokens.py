@@ -185,7 +185,9 @@ class TokenVerifier:
         # RFC 7515 §4.1.11: we implement no extension, so any `crit` must be refused. `zip`/`enc`
         # belong to JWE (RFC 7516), never to a signed access token.
         if "crit" in header or "zip" in header or "enc" in header or "b64" in header:
-            raise _fail(Reason.TOKEN_UNSUPPORTED_HEADER, "unsupported JOSE header parameter (crit/zip/enc/b64)")
+            raise _fail(
+                Reason.TOKEN_UNSUPPORTED_HEADER, "unsupported JOSE header parameter (crit/zip/enc/b64)"
+            )
         typ = header.get("typ")
         # RFC 8725 §3.11 explicit typing; RFC 9068 §4: reject any other value, and a missing one.
         if self._typ is not None and (not isinstance(typ, str) or _norm_typ(typ) != self._typ):
@@ -254,7 +256,9 @@ class TokenVerifier:
             start = iat if iat is not None else nbf if nbf is not None else now
             if exp - start > self._max_lifetime:
                 # TODO(reason): a dedicated TOKEN_LIFETIME_TOO_LONG code; EXPIRED is the closest today.
-                raise _fail(Reason.TOKEN_LIFETIME_TOO_LONG, f"lifetime {exp - start:.0f}s > {self._max_lifetime:.0f}s")
+                raise _fail(
+                    Reason.TOKEN_LIFETIME_TOO_LONG, f"lifetime {exp - start:.0f}s > {self._max_lifetime:.0f}s"
+                )
         return VerifiedToken(claims, self.name, iss, sub, exp, _scopes(claims), kid, alg)
 
     def __repr__(self) -> str:

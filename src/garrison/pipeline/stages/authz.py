@@ -12,6 +12,7 @@ from garrison.policy.index import PolicyIndex
 
 class Authz(Stage):
     name: ClassVar[str] = "authz"
+    sync: ClassVar[bool] = True
 
     __slots__ = ("index", "public", "route_name")
 
@@ -21,7 +22,7 @@ class Authz(Stage):
         self.route_name = route_name
         self.public = public
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
+    def check(self, ctx: RequestContext) -> Verdict:
         d = self.index.decide(
             route=self.route_name,
             public=self.public,

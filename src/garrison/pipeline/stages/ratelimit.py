@@ -19,6 +19,7 @@ class RateLimit(Stage):
     """Applies each configured limit whose key can be formed; 429 with Retry-After when one is empty."""
 
     name: ClassVar[str] = "rate_limit"
+    sync: ClassVar[bool] = True
 
     __slots__ = ("limits",)
 
@@ -26,7 +27,7 @@ class RateLimit(Stage):
         super().__init__(shadow=shadow)
         self.limits = limits
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
+    def check(self, ctx: RequestContext) -> Verdict:
         now = ctx.now
         for rule_id, limiter, key_fn in self.limits:
             key = key_fn(ctx)

@@ -14,11 +14,12 @@ class SecurityHeaders(Stage):
     """Adds HSTS (on TLS), nosniff, Referrer-Policy and frame-ancestors unless the upstream set them."""
 
     name: ClassVar[str] = "response"
+    sync: ClassVar[bool] = True
     enforcing: ClassVar[bool] = False
 
     __slots__ = ()
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
+    def check(self, ctx: RequestContext) -> Verdict:
         return CONTINUE
 
     def on_response(self, ctx: RequestContext, head: ResponseHead) -> None:

@@ -13,6 +13,7 @@ from garrison.pipeline.verdicts import CONTINUE, Deny, Verdict
 
 class Routing(Stage):
     name: ClassVar[str] = "router"
+    sync: ClassVar[bool] = True
     enforcing: ClassVar[bool] = False
 
     __slots__ = ("router",)
@@ -21,7 +22,7 @@ class Routing(Stage):
         super().__init__()
         self.router = router
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
+    def check(self, ctx: RequestContext) -> Verdict:
         found = self.router.match(ctx.host, ctx.path, ctx.method)
         if isinstance(found, Route):
             ctx.route = found
