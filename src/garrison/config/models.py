@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 _NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]
@@ -36,7 +36,16 @@ def _parse_address(value: str) -> str:
     return value
 
 
-Address = Annotated[str, Field(description="HOST:PORT, host an IP literal or localhost")]
+def _check_cidr(value: str) -> str:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError(f"not an IP network in CIDR form: {value!r}") from None
+    return value
+
+
+Address = Annotated[str, AfterValidator(_parse_address)]
+Cidr = Annotated[str, AfterValidator(_check_cidr)]
 
 
 class TlsFiles(Model):
@@ -61,22 +70,13 @@ class Limits(Model):
 
 class Listener(Model):
     name: Name = Field("edge", description="Listener name (reload keeps listeners by name)")
-    address: str = Field("127.0.0.1:8080", description="HOST:PORT to bind; port 0 picks a free port")
+    address: Address = Field("127.0.0.1:8080", description="HOST:PORT to bind; port 0 picks a free port")
     tls: TlsFiles | None = None
     limits: Limits = Limits()
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: list[Cidr] = Field(
         default_factory=list,
         description="CIDRs whose X-Forwarded-For/Forwarded headers are believed; empty = trust none",
     )
-
-    _check_address = field_validator("address")(lambda cls, v: _parse_address(v))
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for c in v:
-            ipaddress.ip_network(c, strict=False)
-        return v
 
 
 class StaticKey(Model):
@@ -208,14 +208,7 @@ class PolicyFrom(Model):
 class PolicyWhen(Model):
     claims: dict[str, str | int | bool | list[str | int | bool]] = Field(default_factory=dict)
     scopes: list[str] = Field(default_factory=list, description="All of these scopes are required")
-    source_cidrs: list[str] = Field(default_factory=list)
-
-    @field_validator("source_cidrs")
-    @classmethod
-    def _cidrs(cls, v: list[str]) -> list[str]:
-        for c in v:
-            ipaddress.ip_network(c, strict=False)
-        return v
+    source_cidrs: list[Cidr] = Field(default_factory=list, description="Client IP in one of these networks")
 
 
 class PolicyRule(Model):
@@ -266,8 +259,7 @@ class RateLimitRule(Model):
 
 
 class Admin(Model):
-    address: str = "127.0.0.1:9901"
-    _check_address = field_validator("address")(lambda cls, v: _parse_address(v))
+    address: Address = Field("127.0.0.1:9901", description="HOST:PORT of /metrics, /healthz, /readyz")
 
 
 class DecisionLog(Model):
