@@ -5,7 +5,12 @@
     ├── HttpError                 a request violates HTTP hygiene (framing, limits, path)
     ├── IdentityError
     │   ├── TokenError            a bearer token failed verification
-    │   └── KeySetError           signing keys could not be obtained or parsed
+    │   ├── KeySetError           signing keys could not be obtained or parsed
+    │   ├── SvidError             a CSR or a presented SVID was refused (never issued / not renewed)
+    │   └── JoinTokenError        a join token is unknown, expired, already used or bound to another ID
+    ├── SealError                 sealed key material could not be opened (wrong KEK, tampered/swapped blob)
+    ├── CaError                   the CA is not in a state to sign (no current intermediate, bad rotation)
+    ├── StoreError                the control-plane store failed (unreachable, locked, schema too new)
     ├── PolicyError               a policy cannot be compiled
     └── UpstreamError             the upstream could not be reached or answered badly
 
@@ -48,6 +53,36 @@ class KeySetError(IdentityError):
     default_reason = Reason.KEYS_UNAVAILABLE
 
 
+class SvidError(IdentityError):
+    """A CSR or a presented SVID is refused. ``str()`` says why (for the operator, not the client)."""
+
+    default_reason = Reason.SVID_REFUSED
+
+
+class JoinTokenError(IdentityError):
+    """A join token cannot be redeemed: unknown, expired, already used, or for another SPIFFE ID."""
+
+    default_reason = Reason.JOIN_TOKEN_INVALID
+
+
+class SealError(GarrisonError):
+    """Sealed key material could not be opened or the key-encryption key could not be loaded."""
+
+    default_reason = Reason.STAGE_ERROR
+
+
+class CaError(GarrisonError):
+    """The CA cannot do what was asked in its current state (e.g. no current intermediate)."""
+
+    default_reason = Reason.CA_UNAVAILABLE
+
+
+class StoreError(GarrisonError):
+    """The control-plane store failed; SQLAlchemy errors are translated to this in ``store/``."""
+
+    default_reason = Reason.STORE_UNAVAILABLE
+
+
 class PolicyError(GarrisonError):
     default_reason = Reason.STAGE_ERROR
 
@@ -57,12 +92,17 @@ class UpstreamError(GarrisonError):
 
 
 __all__ = [
+    "CaError",
     "ConfigError",
     "GarrisonError",
     "HttpError",
     "IdentityError",
     "KeySetError",
+    "JoinTokenError",
     "PolicyError",
+    "SealError",
+    "StoreError",
+    "SvidError",
     "TokenError",
     "UpstreamError",
 ]

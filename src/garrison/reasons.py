@@ -85,6 +85,12 @@ class Reason(StrEnum):
     UPSTREAM_TIMEOUT = "upstream_timeout", 504, "gateway timeout"
     UPSTREAM_ERROR_MASKED = "upstream_error_masked", 502, "upstream error"
 
+    # -- control plane: workload CA and store ---------------------------------------------------
+    SVID_REFUSED = "svid_refused", 400, "certificate request refused"
+    JOIN_TOKEN_INVALID = "join_token_invalid", 401, "join token invalid"
+    STORE_UNAVAILABLE = "store_unavailable", 503, "service unavailable"
+    CA_UNAVAILABLE = "ca_unavailable", 503, "service unavailable"
+
     # -- internal ----------------------------------------------------------------------------
     STAGE_ERROR = "stage_error", 500, "internal error"
     OVERLOADED = "overloaded", 503, "service unavailable"

@@ -1,0 +1,382 @@
+"""``Store``: the CA's persistence over SQLAlchemy Core. SQLite (a file path) or PostgreSQL (a URL).
+
+Every method is one transaction, and every database exception leaves this module (or engine.py,
+at open) as ``StoreError``: SQLAlchemy is called nowhere else. Engines: engine.py; rows: rows.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+
+import sqlalchemy.exc
+from sqlalchemy import Connection, Engine, func, select, update
+
+from garrison.store import rows, schema
+from garrison.store.engine import describe_error, make_engine
+from garrison.store.errors import StoreError
+from garrison.store.migrations import current_version, migrate
+from garrison.store.records import (
+    BundleRecord,
+    CaKeyPurpose,
+    CaKeyRecord,
+    CaKeyState,
+    JoinTokenRecord,
+    RedeemOutcome,
+    SvidRecord,
+)
+
+
+class Store:
+    """Control-plane state. ``Store.open(path_or_url)`` connects and migrates; ``close()`` disposes."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    @classmethod
+    def open(cls, target: str | os.PathLike[str], *, migrate: bool = True) -> Store:
+        """A file path means SQLite (created 0600 if missing); ``postgresql+psycopg://...`` a server."""
+        engine = make_engine(target)
+        store = cls(engine)
+        if migrate:
+            store.migrate()
+        return store
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def dialect(self) -> str:
+        return self._engine.dialect.name
+
+    @contextmanager
+    def _tx(self) -> Iterator[Connection]:
+        try:
+            with self._engine.begin() as conn:
+                yield conn
+        except sqlalchemy.exc.IntegrityError as e:
+            raise StoreError(f"store constraint violated ({describe_error(e)})") from e
+        except sqlalchemy.exc.OperationalError as e:
+            raise StoreError(f"store unavailable ({describe_error(e)})") from e
+        except sqlalchemy.exc.SQLAlchemyError as e:
+            raise StoreError(f"store error ({describe_error(e)})") from e
+
+    # -- schema ---------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply pending migrations in one transaction; returns the versions applied (often [])."""
+        with self._tx() as conn:
+            return migrate(conn)
+
+    def schema_version(self) -> int:
+        with self._tx() as conn:
+            return current_version(conn)
+
+    # -- meta -------------------------------------------------------------------------------------
+    def get_meta(self, key: str) -> str | None:
+        with self._tx() as conn:
+            return conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
+
+    def set_meta_once(self, key: str, value: str) -> str:
+        """Insert ``key`` unless present; returns the stored value (the first writer wins)."""
+        with self._tx() as conn:
+            have = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == key)).scalar()
+            if have is not None:
+                return str(have)
+            conn.execute(schema.meta.insert().values(key=key, value=value))
+            return value
+
+    # -- CA keys ----------------------------------------------------------------------------------
+    def add_ca_key(self, rec: CaKeyRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                schema.ca_keys.insert().values(
+                    id=rec.id,
+                    purpose=rec.purpose.value,
+                    parent_id=rec.parent_id,
+                    sealed_key=rec.sealed_key,
+                    cert_pem=rec.cert_pem,
+                    csr_pem=rec.csr_pem,
+                    not_before=rec.not_before,
+                    not_after=rec.not_after,
+                    state=rec.state.value,
+                    created_at=rec.created_at,
+                )
+            )
+
+    def get_ca_key(self, key_id: str) -> CaKeyRecord | None:
+        with self._tx() as conn:
+            r = conn.execute(select(schema.ca_keys).where(schema.ca_keys.c.id == key_id)).first()
+            return rows.ca_key_record(r) if r is not None else None
+
+    def list_ca_keys(self, states: Iterable[CaKeyState] | None = None) -> list[CaKeyRecord]:
+        q = select(schema.ca_keys).order_by(schema.ca_keys.c.created_at, schema.ca_keys.c.id)
+        if states is not None:
+            q = q.where(schema.ca_keys.c.state.in_([s.value for s in states]))
+        with self._tx() as conn:
+            return [rows.ca_key_record(r) for r in conn.execute(q)]
+
+    def install_ca_cert(
+        self,
+        key_id: str,
+        cert_pem: str,
+        not_before: float,
+        not_after: float,
+        *,
+        state: CaKeyState,
+        parent_id: str | None = None,
+    ) -> None:
+        """Attach the signed certificate to a pending key and move it to ``state``."""
+        with self._tx() as conn:
+            res = conn.execute(
+                update(schema.ca_keys)
+                .where(schema.ca_keys.c.id == key_id, schema.ca_keys.c.state == CaKeyState.PENDING.value)
+                .values(
+                    cert_pem=cert_pem,
+                    not_before=not_before,
+                    not_after=not_after,
+                    state=state.value,
+                    parent_id=parent_id,
+                )
+            )
+            if res.rowcount != 1:
+                raise StoreError(f"CA key {key_id} is not pending a certificate")
+
+    def activate(self, key_id: str) -> None:
+        """Atomically: the current intermediate retires and ``key_id`` (next) becomes current; if
+        ``key_id`` hangs off a root that is not current, that root becomes current and the others retire.
+        """
+        c = schema.ca_keys.c
+        inter = CaKeyPurpose.INTERMEDIATE.value
+        with self._tx() as conn:
+            parent = conn.execute(
+                select(c.parent_id).where(
+                    c.id == key_id, c.state == CaKeyState.NEXT.value, c.purpose == inter
+                )
+            ).scalar()
+            if parent is None:
+                raise StoreError(f"CA key {key_id} is not an intermediate in state 'next'")
+            conn.execute(
+                update(schema.ca_keys)
+                .where(c.state == CaKeyState.CURRENT.value, c.purpose == inter)
+                .values(state=CaKeyState.RETIRED.value)
+            )
+            conn.execute(update(schema.ca_keys).where(c.id == key_id).values(state=CaKeyState.CURRENT.value))
+            conn.execute(
+                update(schema.ca_keys)
+                .where(
+                    c.purpose == CaKeyPurpose.ROOT.value,
+                    c.id != parent,
+                    c.state == CaKeyState.CURRENT.value,
+                )
+                .values(state=CaKeyState.RETIRED.value)
+            )
+            conn.execute(update(schema.ca_keys).where(c.id == parent).values(state=CaKeyState.CURRENT.value))
+
+    def signing_state(self) -> tuple[CaKeyRecord | None, BundleRecord | None]:
+        """The current intermediate and the last published bundle, read in one transaction."""
+        with self._tx() as conn:
+            return self._signing_state(conn)
+
+    @staticmethod
+    def _signing_state(conn: Connection) -> tuple[CaKeyRecord | None, BundleRecord | None]:
+        r = conn.execute(rows.Q_CURRENT_INTERMEDIATE).first()
+        br = conn.execute(rows.Q_LATEST_BUNDLE).first()
+        return (
+            rows.ca_key_record(r) if r is not None else None,
+            rows.bundle_record(br) if br is not None else None,
+        )
+
+    def issue(
+        self,
+        sign: Callable[[CaKeyRecord | None, BundleRecord | None], SvidRecord],
+        *,
+        join_token_hash: str | None = None,
+        now: float = 0.0,
+    ) -> RedeemOutcome:
+        """One transaction per issuance: read the signing CA and the last bundle, let ``sign`` make
+        the SVID from them (it may raise: nothing is written), burn the join token if one is given,
+        and record the SVID. Returns ``REDEEMED`` when the SVID was recorded."""
+        with self._tx() as conn:
+            rec = sign(*self._signing_state(conn))
+            if join_token_hash is not None:
+                outcome = self._consume(conn, join_token_hash, rec.spiffe_id, now, rec.serial)
+                if outcome is not RedeemOutcome.REDEEMED:
+                    return outcome
+            self._insert_svid(conn, rec)
+            return RedeemOutcome.REDEEMED
+
+    # -- SVIDs ------------------------------------------------------------------------------------
+    def record_svid(self, rec: SvidRecord) -> None:
+        with self._tx() as conn:
+            self._insert_svid(conn, rec)
+
+    @staticmethod
+    def _insert_svid(conn: Connection, rec: SvidRecord) -> None:
+        conn.execute(
+            rows.Q_INSERT_SVID,
+            {
+                "serial": rec.serial,
+                "spiffe_id": rec.spiffe_id,
+                "ca_key_id": rec.ca_key_id,
+                "not_before": rec.not_before,
+                "not_after": rec.not_after,
+                "issued_at": rec.issued_at,
+                "revoked_at": rec.revoked_at,
+            },
+        )
+
+    def get_svid(self, serial: str) -> SvidRecord | None:
+        with self._tx() as conn:
+            r = conn.execute(select(schema.svids).where(schema.svids.c.serial == serial)).first()
+            return rows.svid_record(r) if r is not None else None
+
+    def list_svids(self, *, spiffe_id: str | None = None, valid_at: float | None = None) -> list[SvidRecord]:
+        """SVIDs (optionally of one ID, optionally only those unexpired at ``valid_at``), oldest first."""
+        c = schema.svids.c
+        q = select(schema.svids).order_by(c.issued_at, c.serial)
+        if spiffe_id is not None:
+            q = q.where(c.spiffe_id == spiffe_id)
+        if valid_at is not None:
+            q = q.where(c.not_after > valid_at)
+        with self._tx() as conn:
+            return [rows.svid_record(r) for r in conn.execute(q)]
+
+    # -- join tokens ------------------------------------------------------------------------------
+    def add_join_token(self, rec: JoinTokenRecord) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                schema.join_tokens.insert().values(
+                    token_hash=rec.token_hash,
+                    spiffe_id=rec.spiffe_id,
+                    created_at=rec.created_at,
+                    expires_at=rec.expires_at,
+                )
+            )
+
+    def redeem_join_token(
+        self, token_hash: str, spiffe_id: str, now: float, svid: SvidRecord
+    ) -> RedeemOutcome:
+        """Mark the token used and record ``svid``, in one transaction, or neither."""
+        with self._tx() as conn:
+            outcome = self._consume(conn, token_hash, spiffe_id, now, svid.serial)
+            if outcome is RedeemOutcome.REDEEMED:
+                self._insert_svid(conn, svid)
+            return outcome
+
+    @staticmethod
+    def _consume(conn: Connection, token_hash: str, spiffe_id: str, now: float, serial: str) -> RedeemOutcome:
+        """The conditional UPDATE is the single-use guarantee: of two concurrent redeemers exactly one
+        matches ``used_at IS NULL`` (PostgreSQL re-checks the row once the first commits; SQLite
+        serializes writers), the other sees 0 rows and gets ``ALREADY_USED``."""
+        res = conn.execute(
+            rows.Q_CONSUME_TOKEN,
+            {"h": token_hash, "now": now, "sid": spiffe_id, "used_at": now, "serial": serial},
+        )
+        if res.rowcount == 1:
+            return RedeemOutcome.REDEEMED
+        r = conn.execute(
+            select(schema.join_tokens).where(schema.join_tokens.c.token_hash == token_hash)
+        ).first()
+        if r is None:
+            return RedeemOutcome.UNKNOWN
+        if r.used_at is not None:
+            return RedeemOutcome.ALREADY_USED
+        if r.expires_at <= now:
+            return RedeemOutcome.EXPIRED
+        if r.spiffe_id != spiffe_id:
+            return RedeemOutcome.WRONG_SPIFFE_ID
+        return RedeemOutcome.ALREADY_USED  # pragma: no cover - used between our UPDATE and SELECT
+
+    def get_join_token(self, token_hash: str) -> JoinTokenRecord | None:
+        c = schema.join_tokens.c
+        with self._tx() as conn:
+            r = conn.execute(select(schema.join_tokens).where(c.token_hash == token_hash)).first()
+        if r is None:
+            return None
+        return JoinTokenRecord(
+            r.token_hash, r.spiffe_id, r.created_at, r.expires_at, r.used_at, r.used_by_serial
+        )
+
+    # -- revocation -------------------------------------------------------------------------------
+    def revoke_serial(self, serial: str, now: float, reason: str) -> bool:
+        """Revoke one SVID; False if the serial is unknown or already revoked."""
+        c = schema.svids.c
+        with self._tx() as conn:
+            res = conn.execute(
+                update(schema.svids).where(c.serial == serial, c.revoked_at.is_(None)).values(revoked_at=now)
+            )
+            if res.rowcount != 1:
+                return False
+            conn.execute(
+                schema.revocations.insert().values(kind="serial", value=serial, revoked_at=now, reason=reason)
+            )
+            return True
+
+    def revoke_spiffe_id(self, spiffe_id: str, now: float, reason: str) -> list[str]:
+        """Revoke every unexpired, unrevoked SVID of ``spiffe_id``; returns their serials."""
+        c = schema.svids.c
+        live = (c.spiffe_id == spiffe_id, c.revoked_at.is_(None), c.not_after > now)
+        with self._tx() as conn:
+            serials = list(conn.execute(select(c.serial).where(*live)).scalars())
+            conn.execute(update(schema.svids).where(*live).values(revoked_at=now))
+            conn.execute(
+                schema.revocations.insert().values(
+                    kind="spiffe_id", value=spiffe_id, revoked_at=now, reason=reason
+                )
+            )
+            return serials
+
+    def revoked_serials(self, now: float) -> list[str]:
+        """Serials revoked and not yet expired: once expired, no listener accepts them anyway."""
+        c = schema.svids.c
+        q = select(c.serial).where(c.revoked_at.is_not(None), c.not_after > now).order_by(c.serial)
+        with self._tx() as conn:
+            return list(conn.execute(q).scalars())
+
+    def revocation_count(self) -> int:
+        with self._tx() as conn:
+            return int(conn.execute(select(func.count()).select_from(schema.revocations)).scalar_one())
+
+    # -- trust bundle -----------------------------------------------------------------------------
+    def publish_bundle(
+        self, document_for: Callable[[int], str], ca_key_ids: Iterable[str], now: float
+    ) -> BundleRecord:
+        """Store the next bundle: ``document_for(sequence) -> str`` renders it with its sequence."""
+        ids = tuple(ca_key_ids)
+        c = schema.bundles.c
+        with self._tx() as conn:
+            last = conn.execute(select(func.max(c.sequence))).scalar()
+            seq = int(last or 0) + 1
+            doc = str(document_for(seq))
+            conn.execute(
+                schema.bundles.insert().values(
+                    sequence=seq, published_at=now, document=doc, ca_key_ids=json.dumps(list(ids))
+                )
+            )
+        return BundleRecord(seq, now, doc, ids)
+
+    def first_bundle_covering(self, key_id: str) -> BundleRecord | None:
+        """The earliest bundle of the latest unbroken run of bundles that cover ``key_id``."""
+        c = schema.bundles.c
+        found: BundleRecord | None = None
+        with self._tx() as conn:
+            for r in conn.execute(select(schema.bundles).order_by(c.sequence.desc())):
+                rec = rows.bundle_record(r)
+                if key_id not in rec.ca_key_ids:
+                    break
+                found = rec
+        return found
+
+    def latest_bundle(self) -> BundleRecord | None:
+        c = schema.bundles.c
+        with self._tx() as conn:
+            r = conn.execute(select(schema.bundles).order_by(c.sequence.desc()).limit(1)).first()
+        return rows.bundle_record(r) if r is not None else None
+
+
+__all__ = ["Store"]
