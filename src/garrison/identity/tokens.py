@@ -243,8 +243,8 @@ class TokenVerifier:
         exp = _numeric_date(claims, "exp")
         if exp is None:
             raise _fail(Reason.TOKEN_MISSING_CLAIM, "exp is null")
-        # RFC 7519 §4.1.4/§4.1.5 with clock-skew leeway: a token exactly `leeway` past exp still passes.
-        if now > exp + leeway:
+        # RFC 7519 §4.1.4: "MUST NOT be accepted for processing on or after" exp — shifted by the leeway.
+        if now >= exp + leeway:
             raise _fail(Reason.TOKEN_EXPIRED, f"expired {now - exp:.0f}s ago")
         nbf = _numeric_date(claims, "nbf")
         if nbf is not None and now < nbf - leeway:

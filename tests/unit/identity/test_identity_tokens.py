@@ -177,6 +177,7 @@ CLAIM_CASES = [
     pytest.param(claims(sub=DROP), NOW, Reason.TOKEN_MISSING_CLAIM, id="no-sub"),
     pytest.param(claims(sub=""), NOW, Reason.TOKEN_MISSING_CLAIM, id="empty-sub"),
     pytest.param(claims(exp=NOW - 61), NOW, Reason.TOKEN_EXPIRED, id="expired-one-second-beyond-leeway"),
+    pytest.param(claims(exp=NOW - 60), NOW, Reason.TOKEN_EXPIRED, id="expired-exactly-at-leeway-rfc7519-on-or-after"),
     pytest.param(claims(exp=NOW - 3600), NOW, Reason.TOKEN_EXPIRED, id="expired-an-hour-ago"),
     pytest.param(claims(nbf=NOW + 61), NOW, Reason.TOKEN_NOT_YET_VALID, id="nbf-one-second-beyond-leeway"),
     pytest.param(claims(iat=NOW + 61), NOW, Reason.TOKEN_NOT_YET_VALID, id="iat-one-second-beyond-leeway"),
@@ -211,7 +212,6 @@ def test_should_fail_because_a_claim_is_wrong(
 @pytest.mark.parametrize(
     "payload",
     [
-        pytest.param(claims(exp=NOW - 60), id="expired-exactly-at-leeway"),
         pytest.param(claims(exp=NOW - 59), id="expired-within-leeway"),
         pytest.param(claims(nbf=NOW + 60), id="nbf-exactly-at-leeway"),
         pytest.param(claims(iat=NOW + 60), id="iat-exactly-at-leeway"),
@@ -227,7 +227,8 @@ def test_should_pass_at_the_edges(kit: Kit, payload: dict[str, Any]) -> None:
 
 def test_leeway_comes_from_the_issuer_config(kit: Kit) -> None:
     strict = kit.verifier(kit.es256, leeway_seconds=0)
-    strict.verify(mint(kit.es256, claims(exp=NOW)), NOW)  # exactly at exp, zero leeway: still passes
+    strict.verify(mint(kit.es256, claims(exp=NOW + 1)), NOW)
+    assert reason_of(strict, mint(kit.es256, claims(exp=NOW))) is Reason.TOKEN_EXPIRED  # RFC 7519: on or after exp
     assert reason_of(strict, mint(kit.es256, claims(exp=NOW - 1))) is Reason.TOKEN_EXPIRED
     assert reason_of(strict, mint(kit.es256, claims(nbf=NOW + 1))) is Reason.TOKEN_NOT_YET_VALID
 
