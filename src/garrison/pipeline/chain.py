@@ -21,7 +21,7 @@ from garrison.reasons import Reason
 
 log = logging.getLogger("garrison.pipeline")
 
-_Step = tuple[Stage, Callable[[RequestContext], Any], bool]  # stage, its call, is_async
+_Step = tuple[Stage, Callable[[RequestContext], Any], bool, int]  # stage, its call, is_async, index
 
 
 class Pending:
@@ -87,7 +87,7 @@ class Chain:
         self.name = name
         self.stages = stages
         self._steps: tuple[_Step, ...] = tuple(
-            (s, s.check, False) if s.sync else (s, s.on_request, True) for s in stages
+            (s, s.check, False, i) if s.sync else (s, s.on_request, True, i) for i, s in enumerate(stages)
         )
         self._response_stages = tuple(
             s for s in reversed(stages) if type(s).on_response is not Stage.on_response
@@ -108,9 +108,8 @@ class Chain:
         return self._run_from(ctx, 0)
 
     def _run_from(self, ctx: RequestContext, start: int) -> Verdict | Pending:
-        steps = self._steps
-        for index in range(start, len(steps)):
-            stage, call, is_async = steps[index]
+        cont, skip = CONTINUE, SKIP
+        for stage, call, is_async, index in self._steps if start == 0 else self._steps[start:]:
             try:
                 if is_async:
                     coro = call(ctx)
@@ -127,12 +126,12 @@ class Chain:
             except Exception:  # fail closed, and tell the operator (never the client)
                 log.exception("stage %s failed on request %s", stage.name, ctx.request_id)
                 verdict = Deny(Reason.STAGE_ERROR, stage.name)
-            if verdict is CONTINUE or verdict is SKIP:
+            if verdict is cont or verdict is skip:
                 continue
             final = self._judge(ctx, stage, verdict)
             if final is not None:
                 return final
-        return CONTINUE
+        return cont
 
     def _judge(self, ctx: RequestContext, stage: Stage, verdict: object) -> Verdict | None:
         """None to go on with the next stage, else the chain's final verdict."""

@@ -52,6 +52,7 @@ class RequestContext:
         "tls",
         "traceparent",
         "upstream_headers",
+        "upstream_raw",
     )
 
     def __init__(
@@ -87,6 +88,9 @@ class RequestContext:
         self.rule_id: str | None = None  # the allow rule that let the request through
         self.shadow_denials: list[Deny] = []
         self.upstream_headers: list[Header] = []  # set by garrison only, added after stripping
+        # The same, already rendered ("name: value\r\n" lines; the forward stage's identity, request id,
+        # trace and forwarding headers), sent after ``upstream_headers``.
+        self.upstream_raw = b""
         self.response_headers: list[Header] = []
         self.traceparent: bytes | None = None
 

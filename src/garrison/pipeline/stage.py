@@ -9,13 +9,18 @@ from garrison.pipeline.verdicts import Verdict
 
 
 class ResponseHead:
-    """The upstream's (or a local) response status and headers, mutable by response-side stages."""
+    """The upstream's (or a local) response status and headers, mutable by response-side stages.
 
-    __slots__ = ("headers", "status")
+    ``raw`` holds header lines a stage adds already rendered (``b"name: value\r\n"`` each, from
+    constants built at load): they are sent after ``headers`` and are not in it.
+    """
+
+    __slots__ = ("headers", "raw", "status")
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
         self.status = status
         self.headers = headers
+        self.raw = b""
 
 
 class Stage:

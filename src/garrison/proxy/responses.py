@@ -37,6 +37,15 @@ def error_body(reason: Reason | str, request_id: str) -> bytes:
     return b'{"error":"%s","request_id":"%s"}' % (str(reason).encode(), request_id.encode())
 
 
+def render_lines(headers: list[Header] | tuple[Header, ...]) -> bytes:
+    """``name: value\r\n`` for each header (for blocks rendered once, at load or per identity)."""
+    return b"".join([name + b": " + value + b"\r\n" for name, value in headers])
+
+
+SECURITY_BLOCK = render_lines(BASE_SECURITY_HEADERS)
+SECURITY_BLOCK_TLS = SECURITY_BLOCK + render_lines((HSTS,))
+
+
 def render_head(status: int, headers: list[Header] | tuple[Header, ...]) -> bytes:
     parts = [status_line(status)]
     for name, value in headers:
@@ -76,8 +85,11 @@ __all__ = [
     "BASE_SECURITY_HEADERS",
     "CACHE_NO_STORE",
     "HSTS",
+    "SECURITY_BLOCK",
+    "SECURITY_BLOCK_TLS",
     "error_body",
     "error_response",
     "render_head",
+    "render_lines",
     "status_line",
 ]

@@ -19,15 +19,19 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from garrison.errors import HttpError, UpstreamError
+from garrison.pipeline.chain import Pending
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import ResponseHead
 from garrison.pipeline.verdicts import CONTINUE, Deny, Respond, Verdict
 from garrison.proxy.body import BodyStream
-from garrison.proxy.forward import NO_BODY, build_upstream_head, response_headers_for_client
+from garrison.proxy.forward import NO_BODY, build_upstream_head, client_response_head
 from garrison.proxy.responses import error_response, render_head
+from garrison.proxy.upstream import BodySink, UpstreamConnection, UpstreamPool
 from garrison.reasons import Reason
 
 if TYPE_CHECKING:
+    from garrison.config.models import Limits
+    from garrison.pipeline.route import Route
     from garrison.proxy.runtime import Runtime
 
 log = logging.getLogger("garrison.server")
@@ -36,6 +40,7 @@ _CRLF = b"\r\n"
 _LAST_CHUNK = b"0\r\n\r\n"
 
 
+_METHODS = {m.encode(): m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")}
 _ID_PREFIX = os.urandom(6).hex()  # per process; request ids are unique, not secret
 _id_counter = itertools.count(1)
 
@@ -47,9 +52,19 @@ def _new_request_id() -> str:
 class Exchange:
     """One request on a connection: its head as parsed, and its body stream."""
 
-    __slots__ = ("body", "head_bytes", "headers", "http11", "keep_alive", "method", "upgrade", "url")
+    __slots__ = (
+        "body",
+        "head_bytes",
+        "headers",
+        "http11",
+        "keep_alive",
+        "limits",
+        "method",
+        "upgrade",
+        "url",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, limits: Limits) -> None:
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
         self.head_bytes = 0
@@ -57,11 +72,86 @@ class Exchange:
         self.http11 = True
         self.keep_alive = True
         self.upgrade = False
+        self.limits = limits  # of the runtime current when the message began
         self.body = BodyStream()
 
 
+class _Forwarding:
+    """A request being forwarded on the callback path: no task, no future, no timer."""
+
+    __slots__ = (
+        "chunked_out",
+        "close",
+        "conn",
+        "ctx",
+        "ex",
+        "head_sent",
+        "last_chunk_sent",
+        "pool",
+        "route",
+        "rt",
+        "started",
+        "status",
+    )
+
+    def __init__(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        ex: Exchange,
+        route: Route,
+        pool: UpstreamPool,
+        conn: UpstreamConnection,
+        close: bool,
+        started: float,
+    ) -> None:
+        self.rt = rt
+        self.ctx = ctx
+        self.ex = ex
+        self.route = route
+        self.pool = pool
+        self.conn = conn
+        self.close = close
+        self.started = started
+        self.head_sent = False
+        self.chunked_out = False
+        self.last_chunk_sent = False
+        self.status = 500
+
+
 class HttpConnection(asyncio.Protocol):
-    """A client connection. Parsing callbacks come from httptools; handling runs in one task per request."""
+    """A client connection. Parsing callbacks come from httptools.
+
+    A request is begun when its head is complete and the bytes at hand are parsed. Its pipeline runs
+    synchronously (a stage that really has to wait, such as a JWKS refetch, moves the rest of the
+    request into a task). A request without a body, forwarded on an idle pooled upstream connection,
+    then continues from the upstream connection's callbacks (``upstream_event``) with no task, future
+    or timer; any other request is served by a task (``_serve``). Timeouts are deadlines checked by
+    the server's sweeper.
+    """
+
+    __slots__ = (
+        "active",
+        "broken",
+        "closing",
+        "deadline",
+        "fwd",
+        "loop",
+        "parser",
+        "parsing",
+        "peer_cert",
+        "peer_ip",
+        "queue",
+        "reading_paused",
+        "ready",
+        "server",
+        "task",
+        "tls",
+        "transport",
+        "up_deadline",
+        "upstream_reading",
+        "write_paused",
+    )
 
     def __init__(self, server: GatewayServer) -> None:
         self.server = server
@@ -74,13 +164,16 @@ class HttpConnection(asyncio.Protocol):
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.active: Exchange | None = None
+        self.ready: Exchange | None = None  # active, head complete, begun once the bytes at hand are parsed
         self.closing = False
         self.broken = False  # the parser saw a violation: no more bytes are parsed on this connection
         self.reading_paused = False
         self.write_paused = False
         self.deadline = 0.0
-        self.upstream_reading: object | None = None  # the UpstreamConnection whose body we relay
+        self.up_deadline = 0.0  # of the upstream answer on the callback path
+        self.upstream_reading: UpstreamConnection | None = None  # the connection whose body we relay
         self.task: asyncio.Task[None] | None = None
+        self.fwd: _Forwarding | None = None
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -105,6 +198,9 @@ class HttpConnection(asyncio.Protocol):
                 ex.body.abort()
         if self.task is not None and not self.task.done():
             self.task.cancel()
+        fw = self.fwd
+        if fw is not None:  # the client went away while the upstream was answering
+            self._fwd_end(fw, fw.status if fw.head_sent else 499, True, reuse=False)
 
     def data_received(self, data: bytes) -> None:
         if self.closing or self.broken:
@@ -120,63 +216,72 @@ class HttpConnection(asyncio.Protocol):
             self._reject_current(cause.reason if cause is not None else _parser_reason(exc))
         except HttpError as exc:
             self._reject_current(exc.reason)
+        ex = self.ready
+        if ex is not None:
+            self.ready = None
+            if not self.closing and self.active is ex:
+                self._begin(ex)
 
     def pause_writing(self) -> None:
         self.write_paused = True
         up = self.upstream_reading
         if up is not None:
-            up.pause_reading()  # type: ignore[attr-defined]
+            up.pause_reading()
 
     def resume_writing(self) -> None:
         self.write_paused = False
         up = self.upstream_reading
         if up is not None:
-            up.resume_reading()  # type: ignore[attr-defined]
+            up.resume_reading()
 
     # -- httptools callbacks ----------------------------------------------------------------
     def on_message_begin(self) -> None:
-        self.parsing = Exchange()
-        self.deadline = self.loop.time() + self.server.runtime.limits.header_timeout
+        limits = self.server.runtime.limits
+        self.parsing = Exchange(limits)
+        self.deadline = self.loop.time() + limits.header_timeout
 
     def on_url(self, url: bytes) -> None:
         ex = self.parsing
         assert ex is not None
         ex.url += url
         ex.head_bytes += len(url)
-        if len(ex.url) > self.server.runtime.limits.max_uri_bytes:
+        if len(ex.url) > ex.limits.max_uri_bytes:
             raise HttpError(reason=Reason.URI_TOO_LONG)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         ex = self.parsing
         assert ex is not None
         ex.head_bytes += len(name) + len(value) + 4
+        limits = ex.limits
         if ex.method:
             # A trailer field (after a chunked body, RFC 9112 §7.1.2): counted against the limits,
             # never merged into the header section and never forwarded.
-            if ex.head_bytes > self.server.runtime.limits.max_header_bytes:
+            if ex.head_bytes > limits.max_header_bytes:
                 raise HttpError(reason=Reason.HEADERS_TOO_LARGE)
             return
-        ex.headers.append((name.lower(), value))
-        limits = self.server.runtime.limits
+        headers = ex.headers
+        headers.append((name.lower(), value))
         if ex.head_bytes > limits.max_header_bytes:
             raise HttpError(reason=Reason.HEADERS_TOO_LARGE)
-        if len(ex.headers) > limits.max_headers:
+        if len(headers) > limits.max_headers:
             raise HttpError(reason=Reason.TOO_MANY_HEADERS)
 
     def on_headers_complete(self) -> None:
         ex = self.parsing
         assert ex is not None
         parser = self.parser
-        ex.method = parser.get_method().decode("ascii", "replace")
+        method = parser.get_method()
+        ex.method = _METHODS.get(method) or method.decode("ascii", "replace")
         version = parser.get_http_version()
         if version not in ("1.1", "1.0"):
             raise HttpError(reason=Reason.VERSION_NOT_SUPPORTED)
         ex.http11 = version == "1.1"
         ex.keep_alive = bool(parser.should_keep_alive())
         ex.upgrade = bool(parser.should_upgrade())
-        self.deadline = self.loop.time() + self.server.runtime.limits.body_timeout
+        self.deadline = self.loop.time() + ex.limits.body_timeout
         if self.active is None:
-            self._start(ex)
+            # Begun by data_received once the bytes at hand are parsed (not from inside the parser).
+            self.active = self.ready = ex
         else:  # pipelined: serve in order, and stop reading more until we catch up
             self.queue.append(ex)
             self._pause_reading()
@@ -184,8 +289,8 @@ class HttpConnection(asyncio.Protocol):
     def on_body(self, body: bytes) -> None:
         ex = self.parsing
         assert ex is not None
-        self.deadline = self.loop.time() + self.server.runtime.limits.body_timeout
-        if ex.body.feed(body, self.server.runtime.limits.max_body_bytes) and not self.reading_paused:
+        self.deadline = self.loop.time() + ex.limits.body_timeout
+        if ex.body.feed(body, ex.limits.max_body_bytes) and not self.reading_paused:
             self._pause_reading()  # the handler resumes reading when it has drained the buffer
 
     def on_message_complete(self) -> None:
@@ -206,12 +311,10 @@ class HttpConnection(asyncio.Protocol):
             self.transport.resume_reading()
 
     # -- request handling -------------------------------------------------------------------
-    def _start(self, ex: Exchange) -> None:
+    def _begin(self, ex: Exchange) -> None:
+        """Run the request's pipeline; answer, forward on the callback path, or hand over to a task."""
         self.active = ex
         ex.body.on_drain = self._resume_reading
-        self.task = self.loop.create_task(self._serve(ex))
-
-    async def _serve(self, ex: Exchange) -> None:
         rt = self.server.runtime  # snapshot: in-flight requests finish on the config they started with
         started = time.perf_counter()
         ctx = RequestContext(
@@ -224,29 +327,73 @@ class HttpConnection(asyncio.Protocol):
             tls=self.tls,
             peer_cert_der=self.peer_cert,
         )
-        ctx.http_version = "1.1" if ex.http11 else "1.0"
-        status = 500
-        verdict: Verdict = CONTINUE
+        if not ex.http11:
+            ctx.http_version = "1.0"
         close = not ex.keep_alive
+        status = 500
         try:
+            verdict: Verdict | Pending
             if ex.upgrade:
                 verdict = Deny(Reason.METHOD_NOT_SUPPORTED, "hygiene", detail="upgrade/CONNECT not supported")
             else:
-                verdict = await rt.pre.run(ctx)
+                verdict = rt.pre.run_fast(ctx)
                 if verdict is CONTINUE:
+                    route = ctx.route
+                    assert route is not None and route.chain is not None
+                    verdict = route.chain.run_fast(ctx)
+            if verdict is CONTINUE:
+                if self._forward_fast(rt, ctx, ex, close, started):
+                    return  # continues in upstream_event
+                self.task = self.loop.create_task(self._serve(ex, rt, ctx, started, verdict))
+                return
+            if isinstance(verdict, Pending):
+                self.task = self.loop.create_task(self._serve(ex, rt, ctx, started, verdict))
+                return
+            status, close = self._answer(ctx, ex, verdict, close)
+        except Exception:
+            log.exception("request %s failed", ctx.request_id)
+            ctx.decision = Deny(Reason.STAGE_ERROR, "gateway")
+            close = True
+            status = self._send_error(ctx, 500, Reason.STAGE_ERROR, (), True)
+        self._observe(rt, ctx, status, started)
+        self._finish(ex, close)
+
+    def _answer(self, ctx: RequestContext, ex: Exchange, verdict: Verdict, close: bool) -> tuple[int, bool]:
+        """Send the local answer to a request the pipeline ended (a Deny or a Respond)."""
+        if isinstance(verdict, Deny):
+            ctx.decision = verdict
+            # After a hygiene denial the framing of whatever follows cannot be trusted: close.
+            close = close or not ex.body.complete or verdict.stage == "hygiene"
+            return self._send_error(ctx, verdict.status, verdict.reason, verdict.headers, close), close
+        if isinstance(verdict, Respond):
+            close = close or not ex.body.complete
+            return self._send_local(ctx, verdict, close), close
+        raise TypeError(f"not a final verdict: {verdict!r}")  # pragma: no cover - the chain returns no other
+
+    def _observe(self, rt: Runtime, ctx: RequestContext, status: int, started: float) -> None:
+        try:
+            rt.observe(ctx, status, time.perf_counter() - started)
+        except Exception:  # telemetry must never take a connection down
+            log.exception("telemetry failed on request %s", ctx.request_id)
+
+    async def _serve(
+        self, ex: Exchange, rt: Runtime, ctx: RequestContext, started: float, verdict: Verdict | Pending
+    ) -> None:
+        """The rest of a request that has to wait: a suspended stage, a request body, a new connection."""
+        status = 500
+        close = not ex.keep_alive
+        try:
+            if isinstance(verdict, Pending):
+                in_pre = verdict.chain is rt.pre
+                verdict = await verdict.finish()
+                if in_pre and verdict is CONTINUE:
                     route = ctx.route
                     assert route is not None and route.chain is not None
                     verdict = await route.chain.run(ctx)
             if verdict is CONTINUE:
                 status, close = await self._forward(rt, ctx, ex, close)
-            elif isinstance(verdict, Deny):
-                ctx.decision = verdict
-                # After a hygiene denial the framing of whatever follows cannot be trusted: close.
-                close = close or not ex.body.complete or verdict.stage == "hygiene"
-                status = self._send_error(ctx, verdict.status, verdict.reason, verdict.headers, close)
-            elif isinstance(verdict, Respond):
-                close = close or not ex.body.complete
-                status = self._send_local(ctx, verdict, close)
+            else:
+                status, close = self._answer(ctx, ex, verdict, close)
         except asyncio.CancelledError:
             close = True
             raise
@@ -256,12 +403,135 @@ class HttpConnection(asyncio.Protocol):
             close = True
             status = self._send_error(ctx, 500, Reason.STAGE_ERROR, (), True)
         finally:
-            rt.observe(ctx, status, time.perf_counter() - started)
+            self._observe(rt, ctx, status, started)
+            self.task = None
             self._finish(ex, close)
 
-    async def _forward(
-        self, rt: Runtime, ctx: RequestContext, ex: Exchange, close: bool
-    ) -> tuple[int, bool]:
+    # -- forwarding on the callback path ------------------------------------------------------
+    def _forward_fast(
+        self, rt: Runtime, ctx: RequestContext, ex: Exchange, close: bool, started: float
+    ) -> bool:
+        """Send a body-less request on an idle pooled connection; False when the task path must do it."""
+        framing = ctx.framing
+        if (framing is not None and framing.has_body) or not ex.body.complete:
+            return False
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return False
+        route = ctx.route
+        assert route is not None
+        pool = rt.pools.get(route.upstream)
+        conn = pool.acquire_idle()
+        if conn is None:
+            return False
+        fw = _Forwarding(rt, ctx, ex, route, pool, conn, close, started)
+        self.fwd = fw
+        conn.head_only = ex.method == "HEAD"
+        conn.listener = self
+        self.up_deadline = self.loop.time() + rt.limits.upstream_timeout
+        conn.send(build_upstream_head(ctx, route, framing or NO_BODY))
+        return True
+
+    def upstream_event(self, conn: UpstreamConnection) -> None:
+        """The upstream connection of the request on the callback path has news (see UpstreamListener)."""
+        fw = self.fwd
+        if fw is None or fw.conn is not conn:
+            return
+        try:
+            if conn.error is not None:
+                self._fwd_failed(fw, conn.error)
+            elif conn.head_received:
+                if not fw.head_sent and not self._fwd_head(fw):
+                    return
+                if conn.complete:
+                    self._fwd_complete(fw)
+        except Exception:
+            log.exception("request %s failed", fw.ctx.request_id)
+            fw.ctx.decision = Deny(Reason.STAGE_ERROR, "gateway")
+            status = (
+                fw.status if fw.head_sent else self._send_error(fw.ctx, 500, Reason.STAGE_ERROR, (), True)
+            )
+            if self.fwd is fw:
+                self._fwd_end(fw, status, True, reuse=False)
+
+    def _fwd_head(self, fw: _Forwarding) -> bool:
+        """Send the response head (with the body when it is all here). False if the request ended."""
+        conn, ctx, route = fw.conn, fw.ctx, fw.route
+        head = ResponseHead(conn.status, conn.headers)
+        status = head.status
+        if status >= 500 and route.mask_upstream_errors:
+            # Upstream 5xx bodies may carry stack traces: replace with a generic error.
+            ctx.decision = Deny(Reason.UPSTREAM_ERROR_MASKED, "response", detail=f"upstream {status}")
+            fw.rt.upstream_error(route.name, Reason.UPSTREAM_ERROR_MASKED)
+            sent = self._send_error(ctx, status, Reason.UPSTREAM_ERROR_MASKED, (), fw.close)
+            self._fwd_end(fw, sent, fw.close, reuse=False)
+            return False
+        if route.chain is not None:
+            route.chain.on_response(ctx, head)
+        no_body = conn.head_only or status in (204, 304) or 100 <= status < 200
+        head_bytes, chunked_out, fw.close = client_response_head(ctx, head, fw.ex.http11, no_body, fw.close)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            self._fwd_end(fw, 499, True, reuse=False)
+            return False
+        fw.head_sent = True
+        fw.status = status
+        fw.chunked_out = chunked_out
+        if no_body:
+            transport.write(head_bytes)
+        elif conn.complete:  # the whole response is here (the common small response): one write
+            body = conn.take_pending()
+            if chunked_out:
+                fw.last_chunk_sent = True
+                if body:
+                    transport.write(b"%s%x\r\n%s\r\n%s" % (head_bytes, len(body), body, _LAST_CHUNK))
+                else:
+                    transport.write(head_bytes + _LAST_CHUNK)
+            else:
+                transport.write(head_bytes + body)
+        else:  # streaming: what came so far, then each chunk as it arrives
+            if chunked_out:
+                transport.write(head_bytes)
+                conn.set_sink(_chunked_writer(transport))
+            else:
+                transport.write(head_bytes + conn.take_pending())
+                conn.set_sink(transport.write)
+            self.upstream_reading = conn
+            if self.write_paused:
+                conn.pause_reading()
+            self.up_deadline = self.loop.time() + fw.rt.limits.upstream_timeout
+        return True
+
+    def _fwd_complete(self, fw: _Forwarding) -> None:
+        if fw.chunked_out and not fw.last_chunk_sent:
+            fw.last_chunk_sent = True
+            transport = self.transport
+            if transport is not None and not transport.is_closing():
+                transport.write(_LAST_CHUNK)
+        self._fwd_end(fw, fw.status, fw.close, reuse=True)
+
+    def _fwd_failed(self, fw: _Forwarding, exc: UpstreamError) -> None:
+        ctx = fw.ctx
+        ctx.decision = Deny(exc.reason, "forward", detail=str(exc))
+        fw.rt.upstream_error(fw.route.name, exc.reason)
+        # Head already sent: all we can do is cut the connection.
+        status = fw.status if fw.head_sent else self._send_error(ctx, exc.reason.status, exc.reason, (), True)
+        self._fwd_end(fw, status, True, reuse=False)
+
+    def _fwd_end(self, fw: _Forwarding, status: int, close: bool, *, reuse: bool) -> None:
+        self.fwd = None
+        self.upstream_reading = None
+        conn = fw.conn
+        conn.listener = None
+        if reuse:
+            fw.pool.release(conn)
+        else:
+            conn.close()
+        self._observe(fw.rt, fw.ctx, status, fw.started)
+        self._finish(fw.ex, close)
+
+    # -- forwarding on the task path ------------------------------------------------------------
+    async def _forward(self, rt: Runtime, ctx: RequestContext, ex: Exchange, close: bool) -> tuple[int, bool]:
         route = ctx.route
         assert route is not None
         framing = ctx.framing or NO_BODY
@@ -283,17 +553,18 @@ class HttpConnection(asyncio.Protocol):
             head = ResponseHead(conn.status, conn.headers)
             if head.status >= 500 and route.mask_upstream_errors:
                 # Upstream 5xx bodies may carry stack traces: replace with a generic error.
-                ctx.decision = Deny(Reason.UPSTREAM_ERROR_MASKED, "response", detail=f"upstream {head.status}")
+                ctx.decision = Deny(
+                    Reason.UPSTREAM_ERROR_MASKED, "response", detail=f"upstream {head.status}"
+                )
                 rt.upstream_error(route.name, Reason.UPSTREAM_ERROR_MASKED)
                 return self._send_error(ctx, head.status, Reason.UPSTREAM_ERROR_MASKED, (), close), close
             route.chain.on_response(ctx, head) if route.chain is not None else None
             no_body = head_only or head.status in (204, 304) or 100 <= head.status < 200
-            headers, chunked_out, close = response_headers_for_client(ctx, head, ex.http11, no_body, close)
+            head_bytes, chunked_out, close = client_response_head(ctx, head, ex.http11, no_body, close)
             transport = self.transport
             if transport is None or transport.is_closing():
                 return 499, True
-            head_bytes = render_head(head.status, headers)
-            if not no_body and conn.done.done() and not chunked_out and conn.done.exception() is None:
+            if not no_body and conn.complete and not chunked_out:
                 # The whole response is already here (the common small-response case): one write.
                 transport.write(head_bytes + conn.take_pending())
             else:
@@ -314,7 +585,7 @@ class HttpConnection(asyncio.Protocol):
         except UpstreamError as exc:
             ctx.decision = Deny(exc.reason, "forward", detail=str(exc))
             rt.upstream_error(route.name, exc.reason)
-            if conn.head_done.done() and not conn.head_done.exception():
+            if conn.head_received:
                 return conn.status, True  # head already sent: all we can do is cut the connection
             return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
         except HttpError as exc:  # the client's body broke a limit or its framing mid-stream
@@ -327,8 +598,8 @@ class HttpConnection(asyncio.Protocol):
             else:
                 conn.close()
 
-    async def _relay_request_body(self, ex: Exchange, conn: object, chunked: bool) -> None:
-        send = conn.send  # type: ignore[attr-defined]
+    async def _relay_request_body(self, ex: Exchange, conn: UpstreamConnection, chunked: bool) -> None:
+        send = conn.send
         body = ex.body
         while True:
             chunk = await body.read()
@@ -365,19 +636,26 @@ class HttpConnection(asyncio.Protocol):
         return verdict.status
 
     def _finish(self, ex: Exchange, close: bool) -> None:
-        self.active = None
-        self.task = None
+        if self.active is ex:
+            self.active = None
         if close or self.closing or self.broken or not ex.body.complete:
             self.close()
             return
         if self.queue:
-            self._start(self.queue.popleft())
+            # The next pipelined request, begun from the loop (not recursively: a batch of pipelined
+            # requests answered locally must not grow the stack).
+            nxt = self.active = self.queue.popleft()
+            self.loop.call_soon(self._begin_queued, nxt)
             return
         self.deadline = self.loop.time() + self.server.runtime.limits.idle_timeout
         if self.server.draining:
             self.close()
             return
         self._resume_reading()
+
+    def _begin_queued(self, ex: Exchange) -> None:
+        if not self.closing and self.active is ex:
+            self._begin(ex)
 
     def _reject_current(self, reason: Reason) -> None:
         """A parse-level violation: answer it and close. The parser is unusable from here on.
@@ -402,7 +680,11 @@ class HttpConnection(asyncio.Protocol):
         self._reject_current(reason)
 
     def expire(self, now: float) -> None:
-        """Called by the server's sweeper: enforce header/body/idle timeouts."""
+        """Called by the server's sweeper: enforce header/body/idle/upstream timeouts."""
+        fw = self.fwd
+        if fw is not None and now >= self.up_deadline and not self.closing:
+            fw.conn._fail(UpstreamError("upstream timed out", Reason.UPSTREAM_TIMEOUT))
+            return
         if self.closing or now < self.deadline:
             return
         if self.active is None and self.parsing is not None:
@@ -473,7 +755,7 @@ class GatewayServer:
             await self._server.wait_closed()
 
 
-def _chunked_writer(transport: asyncio.Transport) -> object:
+def _chunked_writer(transport: asyncio.Transport) -> BodySink:
     write = transport.write
 
     def sink(chunk: bytes) -> None:
@@ -488,7 +770,9 @@ def _expire_future(fut: asyncio.Future[None]) -> None:
         fut.set_exception(UpstreamError("upstream timed out", Reason.UPSTREAM_TIMEOUT))
 
 
-async def _await_with_timeout(loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None], timeout: float) -> None:
+async def _await_with_timeout(
+    loop: asyncio.AbstractEventLoop, fut: asyncio.Future[None], timeout: float
+) -> None:
     if fut.done():
         return fut.result()
     handle = loop.call_later(timeout, _expire_future, fut)

@@ -6,11 +6,13 @@ Runs last on the request side. Inbound copies of these headers were stripped by 
 from __future__ import annotations
 
 import random
+import re
 from typing import ClassVar
 
-from garrison.pipeline.context import RequestContext
+from garrison.pipeline.context import Identity, RequestContext
 from garrison.pipeline.stage import Stage
-from garrison.pipeline.verdicts import CONTINUE, Verdict
+from garrison.pipeline.verdicts import CONTINUE, Header, Verdict
+from garrison.proxy.responses import render_lines
 
 # The documented identity headers (docs/configuration.md). Only the gateway sets them.
 H_PRINCIPAL = b"x-garrison-principal"
@@ -34,38 +36,87 @@ def _valid_traceparent(v: bytes) -> bool:
     return v[3:35] != b"0" * 32 and v[36:52] != b"0" * 16 and v == v.lower()
 
 
+_IDENTITY_CACHE_MAX = 4096
+# Control characters never go into a header value (header splitting): escaped as %XX. A verified
+# token's claims are the issuer's words, but one bad issuer must not be able to add headers upstream.
+_CTL_ESCAPE = {c: f"%{c:02X}" for c in (*range(0x20), 0x7F)}
+_CTL = re.compile("[\x00-\x1f\x7f]")
+
+
+def _value(text: str) -> bytes:
+    if _CTL.search(text) is not None:
+        text = text.translate(_CTL_ESCAPE)
+    return text.encode("utf-8", "replace")
+
+
+def identity_headers(ident: Identity) -> tuple[Header, ...]:
+    """The identity headers the upstream gets for ``ident`` (and only from the gateway)."""
+    out: list[Header] = [
+        (H_PRINCIPAL, _value(ident.principal)),
+        (H_SUBJECT, _value(ident.subject)),
+        (H_ISSUER, _value(ident.issuer)),
+        (H_AUTH_METHOD, _value(ident.method)),
+    ]
+    if ident.scopes:
+        out.append((H_SCOPES, _value(" ".join(sorted(ident.scopes)))))
+    return tuple(out)
+
+
 class Forward(Stage):
     name: ClassVar[str] = "forward"
     enforcing: ClassVar[bool] = False
+    sync: ClassVar[bool] = True
 
-    __slots__ = ()
+    # Identity headers, rendered, by id(identity): a verified token's Identity is one object, reused
+    # from the token cache, so its headers are built once. An entry keeps the object itself and is
+    # used only when it *is* the request's identity (an id can be reused once an object is gone).
+    __slots__ = ("_by_identity",)
 
-    async def on_request(self, ctx: RequestContext) -> Verdict:
-        add = ctx.upstream_headers.append
+    def __init__(self) -> None:
+        super().__init__()
+        self._by_identity: dict[int, tuple[Identity, bytes]] = {}
+
+    def _block_of(self, ident: Identity) -> bytes:
+        hit = self._by_identity.get(id(ident))
+        if hit is not None and hit[0] is ident:
+            return hit[1]
+        block = render_lines(identity_headers(ident))
+        if len(self._by_identity) >= _IDENTITY_CACHE_MAX:
+            self._by_identity.clear()
+        self._by_identity[id(ident)] = (ident, block)
+        return block
+
+    def check(self, ctx: RequestContext) -> Verdict:
         ident = ctx.identity
-        if ident is not None:
-            add((H_PRINCIPAL, ident.principal.encode("utf-8", "replace")))
-            add((H_SUBJECT, ident.subject.encode("utf-8", "replace")))
-            add((H_ISSUER, ident.issuer.encode("utf-8", "replace")))
-            add((H_AUTH_METHOD, ident.method.encode()))
-            if ident.scopes:
-                add((H_SCOPES, " ".join(sorted(ident.scopes)).encode("utf-8", "replace")))
-        add((H_REQUEST_ID, ctx.request_id.encode()))
         # W3C traceparent: keep a valid incoming one (new parent-id: we are a hop), else start a trace.
-        incoming = ctx.header(b"traceparent")
         # Trace and span ids must be unique, not secret (W3C Trace Context §3.2.2.3): no syscall here.
-        span = b"%016x" % (_rand(64) or 1)
+        incoming = xff = None
+        for name, value in ctx.headers:  # one pass for both (first value of each)
+            if name == b"traceparent":
+                if incoming is None:
+                    incoming = value
+            elif name == b"x-forwarded-for" and xff is None:
+                xff = value  # present only if a trusted proxy sent it (hygiene)
         if incoming is not None and _valid_traceparent(incoming):
-            tp = incoming[:36] + span + incoming[52:]
+            tp = b"%s%016x%s" % (incoming[:36], _rand(64) or 1, incoming[52:])
         else:
-            tp = b"00-%032x-%s-01" % (_rand(128) or 1, span)
+            tp = b"00-%032x-%016x-01" % (_rand(128) or 1, _rand(64) or 1)
         ctx.traceparent = tp
-        add((H_TRACEPARENT, tp))
-        xff = ctx.header(b"x-forwarded-for")  # present only if a trusted proxy sent it (hygiene)
         peer = ctx.client_addr.encode()
-        add((b"x-forwarded-for", xff + b", " + peer if xff else peer))
-        add((b"x-forwarded-proto", b"https" if ctx.tls else b"http"))
+        ctx.upstream_raw = _FORWARD_LINES % (
+            b"" if ident is None else self._block_of(ident),
+            ctx.request_id.encode(),
+            tp,
+            xff + b", " + peer if xff else peer,
+            b"https" if ctx.tls else b"http",
+        )
         return CONTINUE
 
 
-__all__ = ["H_AUTH_METHOD", "H_ISSUER", "H_PRINCIPAL", "H_SCOPES", "H_SUBJECT", "Forward"]
+# identity block, then x-request-id, traceparent, x-forwarded-for, x-forwarded-proto
+_FORWARD_LINES = (
+    b"%s" + H_REQUEST_ID + b": %s\r\n" + H_TRACEPARENT + b": %s\r\nx-forwarded-for: %s\r\n"
+    b"x-forwarded-proto: %s\r\n"
+)
+
+__all__ = ["H_AUTH_METHOD", "H_ISSUER", "H_PRINCIPAL", "H_SCOPES", "H_SUBJECT", "Forward", "identity_headers"]

@@ -30,6 +30,21 @@ _PLAIN: Final = plain_names(ORDINARY_NAMES) - {b"host"}
 _OWS_FIRST: Final = frozenset((b" ", b"\t"))
 
 
+# Origin-form targets already split and normalized (pure functions of the bytes; only successes are
+# kept). Targets repeat across requests; the bound caps what a client can make it hold.
+_TARGETS: dict[bytes, tuple[str, bytes]] = {}
+_TARGETS_MAX: Final = 4096
+
+
+def _split_and_normalize(raw_target: bytes) -> tuple[str, bytes]:
+    raw_path, query = split_target(raw_target)
+    target = (normalize_path(raw_path), query)
+    if len(_TARGETS) >= _TARGETS_MAX:
+        _TARGETS.clear()
+    _TARGETS[raw_target] = target
+    return target
+
+
 class Hygiene(Stage):
     name: ClassVar[str] = "hygiene"
     enforcing: ClassVar[bool] = False  # never shadowed: a request we cannot parse safely is not forwarded
@@ -58,7 +73,7 @@ class Hygiene(Stage):
             # Fast path: every name plain, exactly one Host, no obs-fold, no CR/LF/NUL in any value.
             host: bytes | None = None
             hosts = 0
-            values = []
+            values: list[bytes] = []
             plain, ows_first, append = _PLAIN, _OWS_FIRST, values.append
             for name, value in ctx.headers:
                 if name in plain:
@@ -77,8 +92,10 @@ class Hygiene(Stage):
                     assert host is not None
                     try:
                         ctx.host = parse_host(host)
-                        raw_path, ctx.query = split_target(ctx.raw_target)
-                        ctx.path = normalize_path(raw_path)
+                        target = _TARGETS.get(ctx.raw_target)
+                        if target is None:
+                            target = _split_and_normalize(ctx.raw_target)
+                        ctx.path, ctx.query = target
                     except HttpError as exc:
                         return Deny(exc.reason, self.name, detail=str(exc))
                     ctx.framing = NO_BODY

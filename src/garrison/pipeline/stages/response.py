@@ -7,7 +7,9 @@ from typing import ClassVar
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import ResponseHead, Stage
 from garrison.pipeline.verdicts import CONTINUE, Verdict
-from garrison.proxy.responses import BASE_SECURITY_HEADERS, HSTS
+from garrison.proxy.responses import BASE_SECURITY_HEADERS, HSTS, SECURITY_BLOCK, SECURITY_BLOCK_TLS
+
+_ALL_NAMES = frozenset(name for name, _ in (*BASE_SECURITY_HEADERS, HSTS))
 
 
 class SecurityHeaders(Stage):
@@ -23,12 +25,19 @@ class SecurityHeaders(Stage):
         return CONTINUE
 
     def on_response(self, ctx: RequestContext, head: ResponseHead) -> None:
-        present = {name for name, _ in head.headers}
+        headers = head.headers
+        for name, _ in headers:
+            if name in _ALL_NAMES:
+                break
+        else:  # the usual case: the upstream set none of them; add the block rendered at load
+            head.raw += SECURITY_BLOCK_TLS if ctx.tls else SECURITY_BLOCK
+            return
+        present = {name for name, _ in headers}
         for name, value in BASE_SECURITY_HEADERS:
             if name not in present:
-                head.headers.append((name, value))
+                headers.append((name, value))
         if ctx.tls and HSTS[0] not in present:
-            head.headers.append(HSTS)
+            headers.append(HSTS)
 
 
 __all__ = ["SecurityHeaders"]
