@@ -82,15 +82,14 @@ class Gateway:
     def observe(self, ctx: RequestContext, status: int, duration: float) -> None:
         deny = ctx.decision
         m = self.metrics
-        m.record_request(
-            ctx.route.name if ctx.route is not None else "",
-            status,
-            duration,
-            "pipeline" if deny is None else deny.stage,
-            "allowed" if deny is None else deny.reason,
-        )
-        for d in ctx.shadow_denials:
-            m.record_shadow(d.stage, d.reason)
+        route = ctx.route
+        if deny is None:
+            m.record_request("" if route is None else route.name, status, duration, "pipeline", "allowed")
+        else:
+            m.record_request("" if route is None else route.name, status, duration, deny.stage, deny.reason)
+        if ctx.shadow_denials:
+            for d in ctx.shadow_denials:
+                m.record_shadow(d.stage, d.reason)
         self.decisions.record(decision_record(ctx, status, duration))
 
     def _upstream_error(self, route: str, reason: Reason) -> None:
