@@ -236,3 +236,19 @@ def test_connections_beyond_the_limit_are_refused(tmp_path: Path, signer: Signer
         assert httpx.get(gw.url + "/public/x").status_code == 200
     finally:
         gw.stop()
+
+
+def test_open_connections_gauge_follows_connections(gateway: GatewayThread) -> None:
+    def gauge() -> float:
+        text = httpx.get(gateway.admin_url + "/metrics").text
+        line = next(x for x in text.splitlines() if x.startswith("garrison_connections_open "))
+        return float(line.split()[1])
+
+    base = gauge()
+    held = [socket.create_connection(("127.0.0.1", gateway.port)) for _ in range(3)]
+    time.sleep(0.2)
+    assert gauge() == base + 3
+    for s in held:
+        s.close()
+    time.sleep(0.2)
+    assert gauge() == base

@@ -30,7 +30,8 @@ def _streaming_upstream(total: int, chunk: int) -> tuple[socket.socket, threadin
             with conn:
                 conn.recv(65536)
                 conn.sendall(
-                    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\ntransfer-encoding: chunked\r\n\r\n"
+                    b"HTTP/1.1 200 OK\r\ncontent-type: application/octet-stream\r\n"
+                    b"transfer-encoding: chunked\r\n\r\n"
                 )
                 sent = 0
                 block = bytes(range(256)) * (chunk // 256)

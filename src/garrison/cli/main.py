@@ -34,7 +34,8 @@ def _config_check(args: argparse.Namespace) -> int:
     for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(
-        f"{args.file}: ok ({len(cfg.routes)} routes, {len(cfg.policies)} policies, {len(cfg.issuers)} issuers)"
+        f"{args.file}: ok ({len(cfg.routes)} routes, {len(cfg.policies)} policies,"
+        f" {len(cfg.issuers)} issuers)"
     )
     return 0
 

@@ -30,6 +30,8 @@ MAX_TOKEN_CHARS: Final = 16 * 1024
 # RFC 7515 §7.1 compact serialization: three base64url parts (no padding, RFC 7515 §2) and two dots.
 _COMPACT_CHARS = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_."
 _URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 # Only asymmetric algorithms exist in this table: no HS* and no `none`, whatever the config says
 # (RFC 8725 §3.1, §3.2). Names are matched case-sensitively (RFC 7515 §4.1.1), so `None`/`nOnE` miss.
 class _SignatureCheck(Protocol):

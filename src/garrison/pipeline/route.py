@@ -64,7 +64,8 @@ class Route:
         return path == p or (path.startswith(p) and (p == "/" or path[len(p)] == "/")) or p == ""
 
     def __repr__(self) -> str:
-        return f"<Route {self.name} {'/'.join(sorted(self.methods))} {self.host or '*'}{self.path} -> {self.upstream}>"
+        methods = "/".join(sorted(self.methods))
+        return f"<Route {self.name} {methods} {self.host or '*'}{self.path} -> {self.upstream}>"
 
 
 __all__ = ["Route", "Upstream"]

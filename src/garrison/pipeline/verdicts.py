@@ -20,7 +20,7 @@ class Continue:
 
 
 class Skip:
-    """"Not my credential": an authenticator that does not handle this request."""
+    """ "Not my credential": an authenticator that does not handle this request."""
 
     __slots__ = ()
 
@@ -40,7 +40,9 @@ class Deny:
     stage: str
     rule_id: str | None = None
     headers: tuple[Header, ...] = ()
-    detail: str = field(default="", compare=False)  # operator-only; goes to the decision log, never to clients
+    detail: str = field(
+        default="", compare=False
+    )  # operator-only; goes to the decision log, never to clients
 
     @property
     def status(self) -> int:

@@ -7,31 +7,16 @@ identity headers the gateway set itself.
 from __future__ import annotations
 
 from garrison.http.framing import NO_BODY, Framing
+from garrison.http.headers import HOP_BY_HOP
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.route import Route
 from garrison.pipeline.stage import ResponseHead
 from garrison.pipeline.verdicts import Header
 from garrison.proxy.responses import render_head, status_line
 
-# RFC 9110 §7.6.1: connection-specific fields are not forwarded. Framing (content-length,
-# transfer-encoding) is re-done by the gateway for each hop. `server`/`x-powered-by` are banners.
-_DROP_FROM_RESPONSE = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"server",
-        b"x-powered-by",
-        b"x-aspnet-version",
-        b"x-aspnetmvc-version",
-    }
-)
+# RFC 9110 §7.6.1: connection-specific fields are not forwarded (framing is re-done for each hop);
+# `server`/`x-powered-by`/… are version banners the client has no use for.
+_DROP_FROM_RESPONSE = HOP_BY_HOP | {b"server", b"x-powered-by", b"x-aspnet-version", b"x-aspnetmvc-version"}
 _FRAMING_AND_HOST = frozenset({b"host", b"content-length", b"transfer-encoding"})
 
 

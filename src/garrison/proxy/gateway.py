@@ -149,6 +149,8 @@ class Gateway:
         try:
             for listener in self.config.listeners:
                 server = GatewayServer(runtimes[listener.name], ssl_context=ssl_context_for(listener))
+                server.on_connection_opened = self.metrics.connection_opened
+                server.on_connection_closed = self.metrics.connection_closed
                 host, port = _split(listener.address)
                 await server.start(host, port)
                 self.servers[listener.name] = server

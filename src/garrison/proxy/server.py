@@ -14,6 +14,7 @@ import os
 import ssl
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
 import httptools
@@ -187,12 +188,15 @@ class HttpConnection(asyncio.Protocol):
         limits = self.server.runtime.limits
         self.deadline = self.loop.time() + limits.idle_timeout
         self.server.connections.add(self)
+        self.server.on_connection_opened()
         if len(self.server.connections) > limits.max_connections:
             self._abort_with(Reason.OVERLOADED)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closing = True
-        self.server.connections.discard(self)
+        if self in self.server.connections:
+            self.server.connections.discard(self)
+            self.server.on_connection_closed()
         for ex in (self.parsing, self.active, *self.queue):
             if ex is not None:
                 ex.body.abort()
@@ -709,6 +713,8 @@ class GatewayServer:
         self.ssl_context = ssl_context
         self.loop = asyncio.get_running_loop()
         self.connections: set[HttpConnection] = set()
+        self.on_connection_opened: Callable[[], None] = _nothing  # telemetry hooks (per connection)
+        self.on_connection_closed: Callable[[], None] = _nothing
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -763,6 +769,10 @@ def _chunked_writer(transport: asyncio.Transport) -> BodySink:
             write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
 
     return sink
+
+
+def _nothing() -> None:
+    return None
 
 
 def _expire_future(fut: asyncio.Future[None]) -> None:

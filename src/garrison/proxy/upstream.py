@@ -7,6 +7,7 @@ to a sink as they arrive (streaming), with flow control back to the upstream soc
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -300,10 +301,8 @@ class UpstreamPool:
 
     def forget(self, conn: UpstreamConnection) -> None:
         self._all.discard(conn)
-        try:
+        with contextlib.suppress(ValueError):  # not idle: nothing to remove
             self._idle.remove(conn)
-        except ValueError:
-            pass
 
     def close(self) -> None:
         self._closing = True

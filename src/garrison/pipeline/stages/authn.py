@@ -10,7 +10,7 @@ from typing import ClassVar, Protocol
 
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import Stage
-from garrison.pipeline.verdicts import CONTINUE, SKIP, Deny, Verdict
+from garrison.pipeline.verdicts import SKIP, Deny, Verdict
 from garrison.reasons import Reason
 
 
@@ -44,13 +44,16 @@ class Authn(Stage):
             if verdict is SKIP:
                 continue
             if isinstance(verdict, Deny):
-                ctx.identity = None  # shadow mode: the request goes on without the identity it failed to prove
+                ctx.identity = (
+                    None  # shadow mode: the request goes on without the identity it failed to prove
+                )
                 return Deny(verdict.reason, self.name, verdict.rule_id, verdict.headers, verdict.detail)
             return verdict
         return Deny(Reason.AUTHN_REQUIRED, self.name)
 
     def __repr__(self) -> str:
-        return f"<Authn {'public' if self.public else len(self.authenticators)}{' shadow' if self.shadow else ''}>"
+        what = "public" if self.public else len(self.authenticators)
+        return f"<Authn {what}{' shadow' if self.shadow else ''}>"
 
 
 __all__ = ["Authenticator", "Authn"]

@@ -22,7 +22,7 @@ H_SCOPES = b"x-garrison-scopes"
 H_AUTH_METHOD = b"x-garrison-auth-method"
 H_REQUEST_ID = b"x-request-id"
 H_TRACEPARENT = b"traceparent"
-_rand = random.Random().getrandbits  # seeded from os.urandom at import; fast, not for secrets
+_rand = random.Random().getrandbits  # noqa: S311 - ids must be unique, not secret (seeded from os.urandom)
 
 
 def _valid_traceparent(v: bytes) -> bool:
