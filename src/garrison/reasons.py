@@ -49,6 +49,13 @@ class Reason(StrEnum):
     PATH_ENCODED_SLASH = "path_encoded_slash", 400, "encoded slash or backslash in path"
     PATH_CASE_AMBIGUOUS = "path_case_ambiguous", 400, "path case is ambiguous between routes"
 
+    # -- request validation (JSON Schema / OpenAPI, JSON-bomb limits) -----------------------------
+    VALIDATION_FAILED = "validation_failed", 400, "request failed validation"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type", 415, "unsupported media type"
+    JSON_TOO_DEEP = "json_too_deep", 400, "JSON nested too deeply"
+    JSON_TOO_LARGE = "json_too_large", 400, "JSON body has too many elements or too long a string"
+    JSON_MALFORMED = "json_malformed", 400, "malformed JSON body"
+
     # -- routing ---------------------------------------------------------------------------
     NO_ROUTE = "no_route", 404, "not found"
     METHOD_NOT_ALLOWED = "method_not_allowed", 405, "method not allowed"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import time
+from pathlib import Path
 
 from garrison.config.loader import load_config
 from garrison.errors import HttpError
@@ -25,7 +26,9 @@ from garrison.proxy.upstream import Pools
 
 def explain_command(args: argparse.Namespace) -> int:
     cfg = load_config(args.file)
-    runtimes = build_runtimes(cfg, pools=Pools(), observe=lambda *a: None, authenticators=())
+    runtimes = build_runtimes(
+        cfg, pools=Pools(), observe=lambda *a: None, authenticators=(), base_dir=Path(args.file).parent
+    )
     rt = next(iter(runtimes.values()))
     try:
         raw_path, _ = split_target(args.path.encode())

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from garrison import __version__
 from garrison.errors import GarrisonError
@@ -25,7 +26,9 @@ def _config_check(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.file)
     # Compile too: overlapping routes and unresolvable policies are load errors, not request-time ones.
-    build_runtimes(cfg, pools=Pools(), observe=lambda *a: None, authenticators=())
+    build_runtimes(
+        cfg, pools=Pools(), observe=lambda *a: None, authenticators=(), base_dir=Path(args.file).parent
+    )
     warnings = [
         f"issuer {i.name!r}: insecure_allow_http_jwks is on"
         for i in cfg.issuers

@@ -13,6 +13,9 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from garrison.dlp.models import DlpConfig
+from garrison.validate.models import ValidateConfig
+
 _NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]
 _TRUST_DOMAIN = re.compile(r"^[a-z0-9._-]+$")  # SPIFFE-ID §2.1: lower-case letters, digits, '.', '-', '_'
@@ -148,6 +151,12 @@ class RouteShadow(Model):
     authn: bool = False
     authz: bool = False
     rate_limit: bool = False
+    # `validate` would shadow BaseModel.validate: the attribute is validate_, the YAML key validate.
+    validate_: bool = Field(
+        False, alias="validate", description="Record request-validation failures; forward the request"
+    )
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 class RouteConfig(Model):
@@ -163,6 +172,12 @@ class RouteConfig(Model):
     shadow: RouteShadow = RouteShadow()
     security_headers: bool = True
     mask_upstream_errors: bool = True
+    validate_: ValidateConfig | None = Field(
+        None, alias="validate", description="Request validation (JSON Schema / OpenAPI, JSON limits)"
+    )
+    dlp: DlpConfig | None = Field(None, description="Response DLP: redaction and error-page masking")
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     @field_validator("path")
     @classmethod

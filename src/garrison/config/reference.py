@@ -11,6 +11,8 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from garrison.config import models
+from garrison.dlp.models import DlpConfig
+from garrison.validate.models import ValidateConfig
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", models.GarrisonConfig),
@@ -22,6 +24,8 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("services.<name>", models.Service),
     ("routes[]", models.RouteConfig),
     ("routes[].shadow", models.RouteShadow),
+    ("routes[].validate", ValidateConfig),
+    ("routes[].dlp", DlpConfig),
     ("policies[]", models.PolicyRule),
     ("policies[].from", models.PolicyFrom),
     ("policies[].from.users[]", models.UserRef),

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import re
 
-from pydantic import Field, field_validator
-
-from garrison.config.models import Model
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
-class DlpConfig(Model):
+class DlpConfig(BaseModel):
     """Per-route response DLP: redaction in JSON bodies and masking of leaky error pages."""
+
+    # Not garrison.config.models.Model: config/models.py imports this module (no import cycle).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     redact_cards: bool = Field(True, description="Mask Luhn-valid card numbers (13-19 digits), keep last 4")
     fields: list[str] = Field(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Hashable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from garrison.config.models import GarrisonConfig, RateLimitRule, RouteConfig
 from garrison.errors import ConfigError, GarrisonError
@@ -19,17 +20,35 @@ from garrison.pipeline.router import Router
 from garrison.pipeline.stage import Stage
 from garrison.pipeline.stages.authn import Authenticator, Authn
 from garrison.pipeline.stages.authz import Authz
+from garrison.pipeline.stages.dlp import ResponseDlp
 from garrison.pipeline.stages.forward import Forward
 from garrison.pipeline.stages.hygiene import Hygiene
 from garrison.pipeline.stages.ratelimit import KeyFn, RateLimit
 from garrison.pipeline.stages.response import SecurityHeaders
 from garrison.pipeline.stages.routing import Routing
+from garrison.pipeline.stages.validation import RequestValidation
 from garrison.policy.compiler import compile_policies
 from garrison.policy.index import PolicyIndex
 from garrison.proxy.runtime import Observer, Runtime
 from garrison.proxy.upstream import Pools
 from garrison.ratelimit.bucket import TokenBucketLimiter
 from garrison.ratelimit.keys import build_key_fn
+
+
+class RouteChain(Chain):
+    """A route's chain, plus the stages the proxy drives around the bodies (found once, at load).
+
+    ``validation`` may need the request body buffered before forwarding; ``dlp`` the response body
+    before sending. A route with either never takes the proxy's fast path (``buffers``).
+    """
+
+    __slots__ = ("buffers", "dlp", "validation")
+
+    def __init__(self, name: str, stages: tuple[Stage, ...]) -> None:
+        super().__init__(name, stages)
+        self.validation = next((s for s in stages if isinstance(s, RequestValidation)), None)
+        self.dlp = next((s for s in stages if isinstance(s, ResponseDlp)), None)
+        self.buffers = self.validation is not None or self.dlp is not None
 
 
 @dataclass
@@ -84,7 +103,10 @@ def build_routes(
     policy: PolicyIndex,
     authenticators: tuple[Authenticator, ...],
     limiter_cache: LimiterCache,
+    base_dir: Path | None = None,
 ) -> list[Route]:
+    """Routes with their chains. Files named in ``validate:`` are read relative to ``base_dir`` (cwd)."""
+    base = base_dir if base_dir is not None else Path.cwd()
     routes = []
     for rc in cfg.routes:
         target = rc.upstream
@@ -109,9 +131,17 @@ def build_routes(
         stages.append(Authz(policy, route_name=rc.name, public=rc.public, shadow=rc.shadow.authz))
         if (s := _rate_stage(cfg.rate_limits, rc, "post_auth", limiter_cache)) is not None:
             stages.append(s)
+        if rc.validate_ is not None:  # after authn/authz: unauthenticated junk never reaches the parser
+            stages.append(
+                RequestValidation.build(
+                    rc.validate_, base_dir=base, route=rc.name, shadow=rc.shadow.validate_
+                )
+            )
         stages.append(Forward())
         if rc.security_headers:
             stages.append(SecurityHeaders())
+        if rc.dlp is not None:
+            stages.append(ResponseDlp.build(rc.dlp))
         pattern, prefix = (rc.path[:-3], True) if rc.path.endswith("/**") else (rc.path, False)
         routes.append(
             Route(
@@ -127,7 +157,7 @@ def build_routes(
                 strip_prefix=rc.strip_prefix,
                 security_headers=rc.security_headers,
                 mask_upstream_errors=rc.mask_upstream_errors,
-                chain=Chain(rc.name, tuple(stages)),
+                chain=RouteChain(rc.name, tuple(stages)),
             )
         )
     return routes
@@ -141,12 +171,18 @@ def build_runtimes(
     authenticators: tuple[Authenticator, ...],
     limiter_cache: LimiterCache | None = None,
     generation: int = 0,
+    base_dir: Path | None = None,
 ) -> dict[str, Runtime]:
-    """One Runtime per listener (they share routes and the policy index; limits differ)."""
+    """One Runtime per listener (they share routes and the policy index; limits differ).
+
+    ``base_dir``: the config file's directory, against which relative file paths resolve (default cwd).
+    """
     cache = limiter_cache or LimiterCache()
     try:
         policy = compile_policies(cfg)
-        routes = build_routes(cfg, policy=policy, authenticators=authenticators, limiter_cache=cache)
+        routes = build_routes(
+            cfg, policy=policy, authenticators=authenticators, limiter_cache=cache, base_dir=base_dir
+        )
         router = Router(
             routes,
             case_sensitive=cfg.paths.case_sensitive,
@@ -179,4 +215,4 @@ def build_runtimes(
     return out
 
 
-__all__ = ["LimiterCache", "build_routes", "build_runtimes"]
+__all__ = ["LimiterCache", "RouteChain", "build_routes", "build_runtimes"]

@@ -127,6 +127,7 @@ class Gateway:
                 authenticators=(authn,),
                 limiter_cache=self.limiters,
                 generation=self.generation + 1,
+                base_dir=self.config_path.parent if self.config_path is not None else None,
             )
         except BaseException:
             await authn.close()

@@ -20,15 +20,26 @@ from typing import TYPE_CHECKING, cast
 import httptools
 
 from garrison.errors import HttpError, UpstreamError
+from garrison.http.framing import Framing
 from garrison.pipeline.chain import Pending
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import ResponseHead
+from garrison.pipeline.stages.dlp import ResponseDlp
+from garrison.pipeline.stages.validation import RequestValidation
 from garrison.pipeline.verdicts import CONTINUE, Deny, Respond, Verdict
 from garrison.proxy.body import BodyStream
+from garrison.proxy.build import RouteChain
 from garrison.proxy.forward import NO_BODY, build_upstream_head, client_response_head
-from garrison.proxy.responses import error_response, render_head
+from garrison.proxy.responses import (
+    BASE_SECURITY_HEADERS,
+    CACHE_NO_STORE,
+    HSTS,
+    error_response,
+    render_head,
+)
 from garrison.proxy.upstream import BodySink, UpstreamConnection, UpstreamPool
 from garrison.reasons import Reason
+from garrison.validate.errors import error_body as validation_error_body
 
 if TYPE_CHECKING:
     from garrison.config.models import Limits
@@ -368,7 +379,7 @@ class HttpConnection(asyncio.Protocol):
             ctx.decision = verdict
             # After a hygiene denial the framing of whatever follows cannot be trusted: close.
             close = close or not ex.body.complete or verdict.stage == "hygiene"
-            return self._send_error(ctx, verdict.status, verdict.reason, verdict.headers, close), close
+            return self._send_deny(ctx, verdict, close), close
         if isinstance(verdict, Respond):
             close = close or not ex.body.complete
             return self._send_local(ctx, verdict, close), close
@@ -424,6 +435,9 @@ class HttpConnection(asyncio.Protocol):
             return False
         route = ctx.route
         assert route is not None
+        chain = route.chain
+        if isinstance(chain, RouteChain) and chain.buffers:
+            return False  # validation / DLP buffer bodies: the task path does that
         pool = rt.pools.get(route.upstream)
         conn = pool.acquire_idle()
         if conn is None:
@@ -539,6 +553,20 @@ class HttpConnection(asyncio.Protocol):
         route = ctx.route
         assert route is not None
         framing = ctx.framing or NO_BODY
+        chain = route.chain
+        validation, dlp = (chain.validation, chain.dlp) if isinstance(chain, RouteChain) else (None, None)
+        body: bytes | None = None
+        if validation is not None and framing.has_body:
+            limit = validation.body_limit(ctx)
+            if validation.shadow and any(d.stage == validation.name for d in ctx.shadow_denials):
+                limit = None  # the head already failed (and was recorded): do not record it twice
+            if limit is not None:
+                # Validate the whole body before anything reaches the upstream.
+                answered = await self._validate_body(ctx, ex, validation, limit, close)
+                if isinstance(answered, tuple):
+                    return answered
+                body = answered
+                framing = Framing(len(body), False)
         pool = rt.pools.get(route.upstream)
         try:
             conn = await pool.acquire()
@@ -547,12 +575,16 @@ class HttpConnection(asyncio.Protocol):
             rt.upstream_error(route.name, exc.reason)
             return self._send_error(ctx, exc.reason.status, exc.reason, (), close), close
         ok = False
+        head_sent = False
         try:
             head_only = ex.method == "HEAD"
             conn.head_only = head_only
-            conn.send(build_upstream_head(ctx, route, framing))
-            if framing.has_body:
-                await self._relay_request_body(ex, conn, framing.chunked)
+            if body is not None:
+                conn.send(build_upstream_head(ctx, route, framing) + body)
+            else:
+                conn.send(build_upstream_head(ctx, route, framing))
+                if framing.has_body:
+                    await self._relay_request_body(ex, conn, framing.chunked)
             await _await_with_timeout(self.loop, conn.head_done, rt.limits.upstream_timeout)
             head = ResponseHead(conn.status, conn.headers)
             if head.status >= 500 and route.mask_upstream_errors:
@@ -564,16 +596,36 @@ class HttpConnection(asyncio.Protocol):
                 return self._send_error(ctx, head.status, Reason.UPSTREAM_ERROR_MASKED, (), close), close
             route.chain.on_response(ctx, head) if route.chain is not None else None
             no_body = head_only or head.status in (204, 304) or 100 <= head.status < 200
+            limit = dlp.body_limit(ctx, head) if dlp is not None and not no_body else None
+            early: list[bytes] = []
+            if limit is not None:
+                early = await self._buffer_response(conn, limit, rt.limits.upstream_timeout)
+                if sum(map(len, early)) <= limit:  # the whole body is here, within the limit
+                    assert dlp is not None
+                    status, close = self._send_dlp(ctx, ex, head, dlp, b"".join(early), close)
+                    head_sent = True
+                    ok = status == head.status
+                    return status, close
             head_bytes, chunked_out, close = client_response_head(ctx, head, ex.http11, no_body, close)
             transport = self.transport
             if transport is None or transport.is_closing():
                 return 499, True
-            if not no_body and conn.complete and not chunked_out:
+            head_sent = True
+            if early:  # over the DLP limit: what was buffered goes out untouched, the rest streams
+                transport.write(head_bytes)
+                write = _chunked_writer(transport) if chunked_out else transport.write
+                for chunk in early:
+                    write(chunk)
+                conn.set_sink(write)
+                self.upstream_reading = conn
+                if not self.write_paused:
+                    conn.resume_reading()
+            elif not no_body and conn.complete and not chunked_out:
                 # The whole response is already here (the common small-response case): one write.
                 transport.write(head_bytes + conn.take_pending())
             else:
                 transport.write(head_bytes)
-            if not no_body:
+            if not no_body and not early:
                 if chunked_out:
                     conn.set_sink(_chunked_writer(transport))
                 else:
@@ -589,7 +641,7 @@ class HttpConnection(asyncio.Protocol):
         except UpstreamError as exc:
             ctx.decision = Deny(exc.reason, "forward", detail=str(exc))
             rt.upstream_error(route.name, exc.reason)
-            if conn.head_received:
+            if head_sent:
                 return conn.status, True  # head already sent: all we can do is cut the connection
             return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
         except HttpError as exc:  # the client's body broke a limit or its framing mid-stream
@@ -601,6 +653,98 @@ class HttpConnection(asyncio.Protocol):
                 pool.release(conn)
             else:
                 conn.close()
+
+    async def _validate_body(
+        self, ctx: RequestContext, ex: Exchange, validation: RequestValidation, limit: int, close: bool
+    ) -> bytes | tuple[int, bool]:
+        """Buffer the request body (at most ``limit`` bytes) and validate it: the body, or the answer sent.
+
+        A shadowed stage buffers up to the listener's limit, so an oversized body is recorded, not refused.
+        """
+        if validation.shadow:
+            limit = max(limit, ex.limits.max_body_bytes)
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while (chunk := await ex.body.read()) is not None:
+                size += len(chunk)
+                if size > limit:
+                    ctx.decision = Deny(
+                        Reason.BODY_TOO_LARGE, validation.name, detail=f"body over {limit} bytes"
+                    )
+                    status = self._send_error(ctx, 413, Reason.BODY_TOO_LARGE, (), True)
+                    return status, True
+                parts.append(chunk)
+        except HttpError as exc:  # the client's body broke a limit or its framing mid-stream
+            ctx.decision = Deny(exc.reason, "hygiene")
+            return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
+        body = b"".join(parts)
+        deny = validation.validate_request(ctx, body)
+        if deny is not None:
+            ctx.decision = deny
+            return self._send_deny(ctx, deny, close), close
+        return body
+
+    async def _buffer_response(self, conn: UpstreamConnection, limit: int, timeout: float) -> list[bytes]:
+        """The response body's chunks once it is complete, or as soon as they pass ``limit`` bytes
+        (then reading from the upstream is paused: the caller streams the rest)."""
+        parts: list[bytes] = []
+        if conn.complete:
+            parts.append(conn.take_pending())
+            return parts
+        stop: asyncio.Future[None] = self.loop.create_future()
+        size = 0
+
+        def collect(chunk: bytes) -> None:
+            nonlocal size
+            parts.append(chunk)
+            size += len(chunk)
+            if size > limit and not stop.done():
+                conn.pause_reading()
+                stop.set_result(None)
+
+        def finished(fut: asyncio.Future[None]) -> None:
+            if not stop.done():
+                stop.set_result(None)
+
+        done = conn.done
+        done.add_done_callback(finished)
+        conn.set_sink(collect)
+        await _await_with_timeout(self.loop, stop, timeout)
+        if size <= limit and conn.error is not None:
+            raise conn.error
+        return parts
+
+    def _send_dlp(
+        self,
+        ctx: RequestContext,
+        ex: Exchange,
+        head: ResponseHead,
+        dlp: ResponseDlp,
+        body: bytes,
+        close: bool,
+    ) -> tuple[int, bool]:
+        """Send a buffered response after DLP (redacted, masked or as it was). Fails closed: a DLP
+        error sends a 500, never the unchecked body."""
+        try:
+            new = dlp.transform_response(ctx, head, body)
+        except Exception:
+            log.exception("dlp failed on request %s", ctx.request_id)
+            ctx.decision = Deny(Reason.STAGE_ERROR, dlp.name)
+            return self._send_error(ctx, 500, Reason.STAGE_ERROR, (), True), True
+        if new is None:  # untouched; whatever its upstream framing was, it is one buffer now
+            head.headers[:] = [
+                (k, v) for k, v in head.headers if k not in (b"content-length", b"transfer-encoding")
+            ]
+            head.headers.append((b"content-length", str(len(body)).encode()))
+        else:
+            body = new
+        head_bytes, _, close = client_response_head(ctx, head, ex.http11, False, close)
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return 499, True
+        transport.write(head_bytes + body)
+        return head.status, close
 
     async def _relay_request_body(self, ex: Exchange, conn: UpstreamConnection, chunked: bool) -> None:
         send = conn.send
@@ -629,6 +773,28 @@ class HttpConnection(asyncio.Protocol):
                 error_response(status, reason, ctx.request_id, extra=extra, close=close, tls=self.tls)
             )
         return status
+
+    def _send_deny(self, ctx: RequestContext, deny: Deny, close: bool) -> int:
+        """A denial's error response. Only validation denials carry a ``detail`` (already bounded and
+        escaped by the validate package); every other one is ``{"error", "request_id"}``."""
+        if deny.stage != RequestValidation.name or deny.rule_id is None or not deny.detail:
+            return self._send_error(ctx, deny.status, deny.reason, deny.headers, close)
+        if self.transport is not None and not self.transport.is_closing():
+            body = validation_error_body(deny.detail, deny.reason, ctx.request_id)
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-request-id", ctx.request_id.encode()),
+                CACHE_NO_STORE,
+                *BASE_SECURITY_HEADERS,
+                *deny.headers,
+            ]
+            if self.tls:
+                headers.append(HSTS)
+            if close:
+                headers.append((b"connection", b"close"))
+            self.transport.write(render_head(deny.status, headers) + body)
+        return deny.status
 
     def _send_local(self, ctx: RequestContext, verdict: Respond, close: bool) -> int:
         headers = [*verdict.headers, (b"content-length", str(len(verdict.body)).encode())]

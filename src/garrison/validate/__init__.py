@@ -1,6 +1,6 @@
 """Request validation (ARCHITECTURE §2.8): JSON-bomb limits, JSON Schema and OpenAPI, safe 400s. Sans-IO."""
 
-from garrison.validate.errors import EXCERPT_CHARS, ValidationError, error_body, excerpt
+from garrison.validate.errors import EXCERPT_CHARS, ValidationError, error_body, excerpt, reason_for
 from garrison.validate.json_limits import JsonLimits, check_limits, parse_json
 from garrison.validate.media import MediaTypes, media_type
 from garrison.validate.models import ValidateConfig
@@ -25,5 +25,6 @@ __all__ = [
     "load_document",
     "media_type",
     "parse_json",
+    "reason_for",
     "to_draft7",
 ]

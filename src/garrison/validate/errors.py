@@ -123,12 +123,32 @@ def _extra_property(value: Any, definition: Any) -> str | None:
     return None
 
 
+# The client-facing code of a failed rule. Errors raised with an explicit reason (413, 404, 405) keep it.
+_REASON_BY_RULE: Final[dict[str, Reason]] = {
+    "content_type": Reason.UNSUPPORTED_MEDIA_TYPE,
+    "max_depth": Reason.JSON_TOO_DEEP,
+    "max_elements": Reason.JSON_TOO_LARGE,
+    "max_string_bytes": Reason.JSON_TOO_LARGE,
+    "json": Reason.JSON_MALFORMED,
+    "duplicate_key": Reason.JSON_MALFORMED,
+}
+
+
+def reason_for(err: ValidationError) -> Reason:
+    """The reason code a client sees for ``err``: from its rule, unless it was raised with a specific one."""
+    if err.reason is not Reason.BAD_REQUEST:
+        return err.reason
+    return _REASON_BY_RULE.get(err.rule, Reason.VALIDATION_FAILED)
+
+
 def error_body(err: ValidationError | str, reason: Reason | str, request_id: str) -> bytes:
-    """The 400/413/415 body: ``{"error": code, "message": safe message, "request_id": id}``."""
-    message = err.public if isinstance(err, ValidationError) else err
+    """The 400/413/415 body: ``{"error": code, "request_id": id, "detail": safe message}``."""
+    detail = err.public if isinstance(err, ValidationError) else err
     return json.dumps(
-        {"error": str(reason), "message": message, "request_id": request_id}, separators=(",", ":")
+        {"error": str(reason), "request_id": request_id, "detail": detail},
+        separators=(",", ":"),
+        ensure_ascii=True,
     ).encode()
 
 
-__all__ = ["EXCERPT_CHARS", "ValidationError", "error_body", "excerpt", "schema_message"]
+__all__ = ["EXCERPT_CHARS", "ValidationError", "error_body", "excerpt", "reason_for", "schema_message"]

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
-
-from garrison.config.models import Model
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
-class ValidateConfig(Model):
-    """Per-route request validation. With neither ``json_schema`` nor ``openapi``, only limits apply."""
+class ValidateConfig(BaseModel):
+    """Per-route request validation. With neither ``json_schema`` nor ``openapi``, only limits apply.
+
+    File paths are relative to the directory of garrison.yaml.
+    """
+
+    # Not garrison.config.models.Model: config/models.py imports this module (no import cycle).
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     json_schema: str | None = Field(
         None, description="JSON Schema file (draft 2020-12, JSON or YAML) for the body"

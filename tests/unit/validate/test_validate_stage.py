@@ -73,16 +73,16 @@ def test_valid_request_passes_head_and_body(stage: RequestValidation) -> None:
     ("path", "length", "ct", "reason"),
     [
         pytest.param(
-            "/orders/x", 9, b"application/json", Reason.BAD_REQUEST, id="should deny a mistyped path id"
+            "/orders/x", 9, b"application/json", Reason.VALIDATION_FAILED, id="should deny a mistyped path id"
         ),
         pytest.param(
             "/orders/1", 5000, b"application/json", Reason.BODY_TOO_LARGE, id="should 413 before buffering"
         ),
         pytest.param(
-            "/orders/1", 9, b"text/xml", Reason.BAD_REQUEST, id="should deny the wrong content type"
+            "/orders/1", 9, b"text/xml", Reason.UNSUPPORTED_MEDIA_TYPE, id="should 415 the wrong content type"
         ),
         pytest.param(
-            "/orders/1", None, b"application/json", Reason.BAD_REQUEST, id="should require the body"
+            "/orders/1", None, b"application/json", Reason.VALIDATION_FAILED, id="should require the body"
         ),
     ],
 )
@@ -98,14 +98,14 @@ def test_body_denial_carries_a_safe_message(stage: RequestValidation) -> None:
     deny = stage.validate_request(c, b'{"qty":0}')
     assert deny is not None and deny.rule_id == "validate:minimum" and deny.detail == "$.qty: must be >= 1"
     body = json.loads(error_body(deny.detail, deny.reason, c.request_id))
-    assert body == {"error": "bad_request", "message": "$.qty: must be >= 1", "request_id": "r1"}
+    assert body == {"error": "validation_failed", "request_id": "r1", "detail": "$.qty: must be >= 1"}
 
 
 def test_shadow_records_instead_of_denying(tmp_path: Path, stage: RequestValidation) -> None:
     shadow = RequestValidation(stage.validator, shadow=True)
     c = ctx("/orders/1", 9)
     assert shadow.validate_request(c, b'{"qty":0}') is None
-    assert [d.reason for d in c.shadow_denials] == [Reason.BAD_REQUEST]
+    assert [d.reason for d in c.shadow_denials] == [Reason.VALIDATION_FAILED]
 
 
 def test_no_buffering_without_a_body(stage: RequestValidation) -> None:

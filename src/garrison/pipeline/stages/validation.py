@@ -3,7 +3,10 @@
 ``check`` (in the chain) validates what needs no body: operation, path/query/header parameters,
 Content-Length against the limit, Content-Type. When ``body_limit(ctx)`` is not None the proxy buffers
 at most that many bytes and calls ``validate_request(ctx, body)`` before forwarding anything.
-A Deny's ``detail`` is the safe public message (bounded excerpt of input, control chars escaped).
+A Deny's ``detail`` is the safe public message (bounded excerpt of input, control chars escaped); the
+proxy puts it in the error body of validation denials (and only those). Its reason comes from the
+failed rule (``reason_for``): 415 for a Content-Type, ``json_*`` for limits and syntax, else
+``validation_failed``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import ClassVar, Self
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import Stage
 from garrison.pipeline.verdicts import CONTINUE, Deny, Verdict
-from garrison.validate.errors import ValidationError
+from garrison.validate.errors import ValidationError, reason_for
 from garrison.validate.models import ValidateConfig
 from garrison.validate.validator import RequestValidator
 
@@ -49,7 +52,7 @@ class RequestValidation(Stage):
         )
 
     def _deny(self, err: ValidationError) -> Deny:
-        return Deny(err.reason, self.name, f"validate:{err.rule}", detail=err.public)
+        return Deny(reason_for(err), self.name, f"validate:{err.rule}", detail=err.public)
 
     def check(self, ctx: RequestContext) -> Verdict:
         has_body, length = _framing(ctx)
