@@ -37,9 +37,12 @@ class Transaction:
         "removed_tags",
         "removed_targets",
         "removed_targets_by_tag",
+        "removing",
+        "removing_targets",
         "rule",
         "tcache",
         "tx",
+        "vcache",
     )
 
     def __init__(self, data: RequestData, tx: dict[str, str], engine_mode: str) -> None:
@@ -58,7 +61,12 @@ class Transaction:
         self.removed_targets: dict[int, list[VarSpec]] = {}
         self.removed_targets_by_tag: list[tuple[str, VarSpec]] = []
         self.rule: Rule | None = None
-        self.tcache: dict[tuple[tuple[str, ...], str], str] = {}
+        self.tcache: dict[tuple[str, ...], dict[str, str]] = {}  # chain (prefix) -> raw -> value
+        # interned (rule.variables, transform_names) -> that rule's (name, transformed value) list; holds only
+        # request collections, so it is cleared when the body is processed (ARGS etc. change then).
+        self.vcache: dict[int, Items] = {}
+        self.removing = False  # any ruleRemoveById/-ByTag so far (is_removed fast path)
+        self.removing_targets = False  # any ruleRemoveTargetById/-ByTag so far
 
     # -- collections -----------------------------------------------------------------------
     def collection(self, name: str) -> Items:
@@ -75,12 +83,16 @@ class Transaction:
         return self.data.coll.get(name, [])
 
     def is_removed(self, rule: Rule) -> bool:
+        if not self.removing:
+            return False
         rid = rule.id
         if rid in self.removed_ids or any(lo <= rid <= hi for lo, hi in self.removed_ranges):
             return True
         return bool(self.removed_tags) and any(t in self.removed_tags for t in rule.tags)
 
     def exclusions(self, rule: Rule) -> list[VarSpec]:
+        if not self.removing_targets:
+            return rule.exclusions
         extra = self.removed_targets.get(rule.id)
         by_tag = [s for tag, s in self.removed_targets_by_tag if tag in rule.tags]
         if not extra and not by_tag:
@@ -138,9 +150,12 @@ class Transaction:
                     self.removed_ranges.append((int(lo), int(hi)))
                 else:
                     self.removed_ids.add(int(lo))
+            self.removing = True
         elif opt == "ruleremovebytag":
             self.removed_tags.add(value)
+            self.removing = True
         elif opt == "ruleremovetargetbyid" and c.target is not None:
+            self.removing_targets = True
             spec = VarSpec(c.target.collection, c.target.key, c.target.key_rx, exclude=True)
             for part in value.split(","):
                 lo, _, hi = part.partition("-")
@@ -149,6 +164,7 @@ class Transaction:
         elif opt == "ruleremovetargetbytag" and c.target is not None:
             spec = VarSpec(c.target.collection, c.target.key, c.target.key_rx, exclude=True)
             self.removed_targets_by_tag.append((value, spec))
+            self.removing_targets = True
         elif opt == "ruleengine":
             self.engine_mode = {"on": "On", "off": "Off", "detectiononly": "DetectionOnly"}.get(
                 value.lower(), self.engine_mode

@@ -8,19 +8,24 @@ matching value, and a chain matches only when each link does. No sockets, no fil
 from __future__ import annotations
 
 import itertools
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from garrison.waf.actions import Transaction, to_int
 from garrison.waf.prefilter import Prefilter
 from garrison.waf.request import RuleMatch, WafRequest, WafResult
 from garrison.waf.rules import Marker, Rule, Unsupported
 from garrison.waf.seclang import RuleSet, load_rules
+from garrison.waf.transforms import changers
 from garrison.waf.variables import Items, RequestData
 
 _SCORE_VARS = ("anomaly_score", "inbound_anomaly_score", "blocking_inbound_anomaly_score")
 _STOPPING = frozenset({"deny", "drop", "redirect"})
+# Collections that live in the Transaction and change while rules run: values read from them are never cached.
+_LIVE = frozenset({"TX", "MATCHED_VAR", "MATCHED_VAR_NAME", "MATCHED_VARS", "MATCHED_VARS_NAMES"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +80,17 @@ class WafEngine:
             for phase, items in self._phases.items()
         }
         self._ids = itertools.count(1)
+        # Rules reading only request collections share one per-request list of (name, transformed
+        # value) per distinct (variables, transformations): CRS repeats a handful of target lists.
+        self._vkeys: dict[int, int] = {}
+        interned: dict[tuple[object, ...], int] = {}
+        for item in ruleset.items:
+            link = item if isinstance(item, Rule) else None
+            while link is not None:
+                if link.variables and not any(v.collection in _LIVE for v in link.variables):
+                    key = (link.variables, link.transform_names)
+                    self._vkeys[id(link)] = interned.setdefault(key, len(interned))
+                link = link.chain
 
     @classmethod
     def load(
@@ -125,9 +141,11 @@ class WafEngine:
         mode = "DetectionOnly" if self.settings.detection_only else "On"
         t = Transaction(data, self.settings.initial_tx(paranoia_level), mode)
         t.removed_ids.update(remove_rule_ids)
+        t.removing = bool(t.removed_ids)
         run = _Run(self, t)
         if run.phase(1):
             data.process_body(t.processor, t.force_body, t.body_access)
+            t.vcache.clear()
             run.phase(2)
         score = max(to_int(t.tx.get(k, "0")) for k in _SCORE_VARS)
         return WafResult(
@@ -165,7 +183,7 @@ class _Run:
         items = self.engine._phases[phase]
         markers = self.engine._markers[phase]
         pf = self.engine._prefilters[phase]
-        self.candidates = pf.candidates(t, _transform) if pf is not None else None
+        self.candidates = pf.candidates(t, _transform_all) if pf is not None else None
         self.eligible = pf.eligible if pf is not None else frozenset()
         i = 0
         n = len(items)
@@ -216,24 +234,27 @@ class _Run:
             and id(rule) not in self.candidates
         ):
             return False
-        values = self._values(rule)
+        # Values are read before MATCHED_VARS is reset: a chain link may target the previous link's.
+        values = self._values(rule) if rule.multi_match else self._tvalues(rule)
         t.matched_vars = []
         matched = False
-        names = rule.transform_names
+        expand = t.expand
         for var_name, raw in values:
             if rule.multi_match:
                 caps = None
-                seen = raw
+                value = raw
                 for fn in (None, *rule.transforms):
                     if fn is not None:
-                        seen = fn(seen)
-                    caps = op.match(seen, t.expand)
+                        step = fn(value)
+                        if step == value:  # same input, same (non-)match: operators are pure
+                            continue
+                        value = step
+                    caps = op.match(value, expand)
                     if caps is not None:
                         break
-                value = seen
             else:
-                value = _transform(t, rule, raw) if names else raw
-                caps = op.match(value, t.expand)
+                value = raw  # already transformed by _tvalues
+                caps = op.match(value, expand)
             if caps is None:
                 continue
             matched = True
@@ -251,6 +272,25 @@ class _Run:
             t.setvar(sv)
         for c in rule.ctls:
             t.ctl(c)
+
+    def _tvalues(self, rule: Rule) -> Items:
+        """(name, transformed value) per target, from the per-request cache when the rule allows it."""
+        t = self.t
+        vkey = self.engine._vkeys.get(id(rule))
+        if vkey is not None and t.exclusions(rule):
+            vkey = None  # exclusions differ per rule (and per ctl): no sharing
+        if vkey is not None:
+            cached = t.vcache.get(vkey)
+            if cached is not None:
+                return cached
+        values = self._values(rule)
+        if rule.transform_names:
+            values = list(
+                zip([n for n, _ in values], _transform_all(t, rule, [v for _, v in values]), strict=True)
+            )
+        if vkey is not None:
+            t.vcache[vkey] = values
+        return values
 
     def _values(self, rule: Rule) -> Items:
         t = self.t
@@ -292,14 +332,65 @@ class _Run:
         )
 
 
-def _transform(t: Transaction, rule: Rule, raw: str) -> str:
-    key = (rule.transform_names, raw)
-    out = t.tcache.get(key)
+_PREFIXES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
+_CHANGERS: dict[tuple[str, ...], re.Pattern[str] | None] = {}
+
+
+_UNSET: Any = object()
+
+
+def _prefixes(names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """``names[:1]``, ``names[:2]``, ... ``names``: the cache keys of a chain's intermediate values."""
+    out = _PREFIXES.get(names)
     if out is None:
-        out = raw
-        for fn in rule.transforms:
-            out = fn(out)
-        t.tcache[key] = out
+        out = _PREFIXES[names] = tuple(names[: k + 1] for k in range(len(names)))
+    return out
+
+
+def _transform_all(t: Transaction, rule: Rule, raws: Iterable[str]) -> list[str]:
+    """``raws`` through the rule's transformations, cached per request for every chain prefix.
+
+    Transformations are pure and keyed by name, so a value computed for ``urlDecodeUni,lowercase`` is
+    the same for any rule with that chain, and its ``urlDecodeUni`` step serves every chain starting so.
+    """
+    names = rule.transform_names
+    tcache = t.tcache
+    full = tcache.get(names)
+    if full is None:
+        full = tcache[names] = {}
+    changes = _CHANGERS.get(names, _UNSET)
+    if changes is _UNSET:
+        changes = _CHANGERS[names] = changers(names)
+    may_change = changes.search if isinstance(changes, re.Pattern) else None
+    if may_change is not None:
+        raws = list(raws)
+        if may_change("".join(raws)) is None:  # one C scan: no value holds a char any step acts on
+            return raws
+    out: list[str] = []
+    for raw in raws:
+        value = full.get(raw)
+        if value is None:
+            value = raw
+            if may_change is not None and may_change(raw) is None:  # no step can change it
+                full[raw] = raw
+                out.append(raw)
+                continue
+            prefixes = _prefixes(names)
+            start = 0
+            for k in range(len(prefixes) - 2, -1, -1):  # longest cached proper prefix first
+                hit = tcache.get(prefixes[k])
+                if hit is not None and raw in hit:
+                    value = hit[raw]
+                    start = k + 1
+                    break
+            fns = rule.transforms
+            for k in range(start, len(fns)):
+                value = fns[k](value)
+                step = tcache.get(prefixes[k])
+                if step is None:
+                    step = tcache[prefixes[k]] = {}
+                step[raw] = value
+        out.append(value)
     return out
 
 

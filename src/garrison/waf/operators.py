@@ -32,9 +32,14 @@ class UnsupportedOperator(ValueError):
     """The operator (or its argument) cannot be executed by this engine; the message says why."""
 
 
+_ATOI = re.compile(r"\s*([+-]?\d+)")
+
+
 def _num(value: str) -> int:
     """C ``atoi``: leading optional sign and digits, anything else is 0 (as ModSecurity compares)."""
-    m = re.match(r"\s*([+-]?\d+)", value)
+    if value.isdigit() and value.isascii():
+        return int(value)
+    m = _ATOI.match(value)
     return int(m.group(1)) if m else 0
 
 
@@ -139,17 +144,18 @@ def _build(name: str, arg: str, base: Path) -> MatchFn:
             return None if hit is None else (hit,)
 
         return pm_match
+    n = _num(arg)
     simple: dict[str, Callable[[str], bool]] = {
         "streq": lambda v: v == arg,
         "contains": lambda v: arg in v,
         "beginswith": lambda v: v.startswith(arg),
         "endswith": lambda v: v.endswith(arg),
         "within": lambda v: v in arg,
-        "eq": lambda v: _num(v) == _num(arg),
-        "ge": lambda v: _num(v) >= _num(arg),
-        "gt": lambda v: _num(v) > _num(arg),
-        "lt": lambda v: _num(v) < _num(arg),
-        "le": lambda v: _num(v) <= _num(arg),
+        "eq": lambda v: _num(v) == n,
+        "ge": lambda v: _num(v) >= n,
+        "gt": lambda v: _num(v) > n,
+        "lt": lambda v: _num(v) < n,
+        "le": lambda v: _num(v) <= n,
         "unconditionalmatch": lambda v: True,
         "nomatch": lambda v: False,
     }
@@ -158,7 +164,11 @@ def _build(name: str, arg: str, base: Path) -> MatchFn:
         simple[name] = lambda v: word.search(v) is not None
     elif name == "validatebyterange":
         allowed = _byte_ranges(arg)
-        simple[name] = lambda v: any(ord(c) not in allowed for c in v)
+        # a char outside the ranges, as a class: one C-level scan instead of a Python loop per char
+        outside = re.compile(
+            "[^" + "".join(re.escape(chr(b)) for b in sorted(allowed)) + "]" if allowed else r"[\s\S]"
+        )
+        simple[name] = lambda v: outside.search(v) is not None
     elif name == "validateurlencoding":
         simple[name] = lambda v: "%" in v and _BAD_URL_ENC.search(v) is not None
     elif name == "validateutf8encoding":
@@ -253,4 +263,15 @@ class Operator:
         return caps
 
 
-__all__ = ["Captures", "Operator", "PhraseSet", "UnsupportedOperator"]
+def phrases_of(op: Operator) -> list[str] | None:
+    """The phrases a macro-free ``@pm``/``@pmFromFile`` searches for, as its PhraseSet holds them."""
+    if op.has_macros or op.name not in ("pm", "pmfromfile", "pmf"):
+        return None
+    try:
+        phrases = op.arg.split() if op.name == "pm" else _read_phrases(op.arg, op.base)
+    except UnsupportedOperator:
+        return None
+    return [p for p in dict.fromkeys(phrases) if p]
+
+
+__all__ = ["Captures", "Operator", "PhraseSet", "UnsupportedOperator", "phrases_of"]

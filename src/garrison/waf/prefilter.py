@@ -1,19 +1,37 @@
-"""Multi-pattern prefilter: one hyperscan scan per transformation chain rules out most @rx rules at once.
+"""Multi-pattern prefilter: one hyperscan scan per transformation chain rules out most @rx/@pm rules at once.
 
 Hyperscan's PREFILTER mode guarantees no false negatives (it may report a pattern that Python ``re``
-then rejects), so skipping a rule hyperscan did not report is exact. Only rules whose inputs are fixed
-request collections qualify (no TX, no MATCHED_VARS, no macros, no multiMatch, no negation).
-Compiled at load; no I/O.
+then rejects), so skipping a rule hyperscan did not report is exact. ``@pm`` phrases are exact caseless
+literals. Only rules whose inputs are fixed request collections qualify (no TX, no MATCHED_VARS, no
+macros, no multiMatch, no negation). The distinct transformed values of a chain are scanned as one
+buffer joined by ``\n``: patterns are compiled multi-line, ``\n`` is a non-word character (so ``^``,
+``$``, ``\b`` see each value's edges as they would alone) and extra matches across values only add
+candidates. Patterns using buffer anchors (``\\A``, ``\\z``, ``\\Z``, ``\\G``) or turning flags off inline
+are scanned value by value instead. Compiled at load; no I/O after.
+
+Compiling takes seconds, so compiled databases are cached on disk, named by a SHA-256 of the
+hyperscan version, flags and patterns: ``$GARRISON_WAF_CACHE`` (empty: no cache), else
+``$XDG_CACHE_HOME/garrison/waf`` or ``~/.cache/garrison/waf``. The directory is used only when it is
+ours and not writable by group or others (a planted database could hide rules); an unreadable or
+stale entry is recompiled and replaced.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import re
+import stat
+import tempfile
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from garrison.waf.actions import Transaction
+from garrison.waf.operators import phrases_of
 from garrison.waf.rules import Rule, VarSpec
 
 _hs: Any
@@ -49,7 +67,10 @@ _STATIC = frozenset(
         "XML",
     }
 )
-Transform = Callable[[Transaction, Rule, str], str]
+Transform = Callable[[Transaction, Rule, Iterable[str]], list[str]]
+_PM = frozenset({"pm", "pmfromfile", "pmf"})
+# Constructs whose meaning depends on the buffer's edges rather than a line's: no joined scan.
+_BUFFER_BOUND = re.compile(r"\\[AzZG]|\(\?[a-zA-Z]*-")
 
 
 @dataclass(slots=True)
@@ -61,13 +82,14 @@ class _Group:
     specs: tuple[VarSpec, ...]
     keys: list[int]  # hyperscan id -> id(rule)
     empty: frozenset[int]  # rules whose pattern matches the empty string (hyperscan reports none)
+    joined: bool  # scan all values as one "\n"-joined buffer
 
 
 def _eligible(rule: Rule) -> bool:
     op = rule.operator
     return (
         op is not None
-        and op.name == "rx"
+        and (op.name == "rx" or op.name in _PM)
         and not op.negated
         and not op.has_macros
         and not rule.multi_match
@@ -77,27 +99,119 @@ def _eligible(rule: Rule) -> bool:
     )
 
 
-def _compile(patterns: list[bytes]) -> Any:
-    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
-    flags = (
+_RX_FLAGS = (
+    0
+    if _hs is None
+    else (
         _hs.HS_FLAG_PREFILTER
         | _hs.HS_FLAG_SINGLEMATCH
         | _hs.HS_FLAG_ALLOWEMPTY
         | _hs.HS_FLAG_DOTALL
         | _hs.HS_FLAG_MULTILINE
     )
-    db.compile(
-        expressions=patterns,
-        ids=list(range(len(patterns))),
-        elements=len(patterns),
-        flags=[flags] * len(patterns),
-    )
+)
+_PM_FLAGS = 0 if _hs is None else _hs.HS_FLAG_CASELESS | _hs.HS_FLAG_SINGLEMATCH
+
+
+def _compile_now(patterns: list[bytes], flags: list[int]) -> Any:
+    db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+    db.compile(expressions=patterns, ids=list(range(len(patterns))), elements=len(patterns), flags=flags)
     return db
+
+
+def _cache_dir() -> Path | None:
+    env = os.environ.get("GARRISON_WAF_CACHE")
+    if env is not None:
+        if not env:
+            return None
+        path = Path(env)
+    else:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        path = Path(base) / "garrison" / "waf"
+    try:
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        st = path.stat()
+    except OSError:
+        return None
+    if st.st_uid != os.getuid() or st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return None
+    return path
+
+
+def _key(kind: str, patterns: list[bytes], flags: list[int]) -> str:
+    h = hashlib.sha256(f"{kind}|{_hs.__version__}|{_hs.HS_MODE_BLOCK}|{flags}".encode())
+    for p in patterns:
+        h.update(len(p).to_bytes(8, "little"))
+        h.update(p)
+    return h.hexdigest()
+
+
+def _cache_read(name: str) -> bytes | None:
+    d = _cache_dir()
+    if d is None:
+        return None
+    try:
+        return (d / name).read_bytes()
+    except OSError:
+        return None
+
+
+def _cache_write(name: str, data: bytes) -> None:
+    d = _cache_dir()
+    if d is None:
+        return
+    try:
+        fd, tmp = tempfile.mkstemp(dir=d, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, d / name)
+    except OSError:
+        return
+
+
+def _load(blob: bytes) -> Any:
+    try:
+        db = _hs.loadb(blob, _hs.HS_MODE_BLOCK)
+        db.scratch = _hs.Scratch(db)  # a deserialized database comes without one
+    except Exception:  # hyperscan.error: stale or corrupt entry, recompiled by the caller
+        return None
+    return db
+
+
+def _compile(patterns: list[bytes], flags: list[int] | None = None) -> Any:
+    flags = flags or [_RX_FLAGS] * len(patterns)
+    name = _key("db", patterns, flags) + ".hsdb"
+    blob = _cache_read(name)
+    if blob is not None:
+        db = _load(blob)
+        if db is not None:
+            return db
+    db = _compile_now(patterns, flags)
+    _cache_write(name, _hs.dumpb(db))
+    return db
+
+
+def _accepted(patterns: list[bytes]) -> list[bool]:
+    """Which patterns hyperscan compiles in prefilter mode (cached on disk as one JSON list)."""
+    name = _key("accepts", patterns, [_RX_FLAGS]) + ".json"
+    blob = _cache_read(name)
+    if blob is not None:
+        try:
+            cached = json.loads(blob)
+        except ValueError:
+            cached = None
+        if isinstance(cached, list) and len(cached) == len(patterns):
+            return [bool(x) for x in cached]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = [_accepts(p) for p in patterns]
+    _cache_write(name, json.dumps(out).encode())
+    return out
 
 
 def _accepts(pattern: bytes) -> bool:
     try:
-        _compile([pattern])
+        _compile_now([pattern], [_RX_FLAGS])
     except Exception:  # hyperscan.error: unsupported even in prefilter mode
         return False
     return True
@@ -118,43 +232,50 @@ class Prefilter:
     def build(cls, rules: Sequence[Rule]) -> Prefilter | None:
         if _hs is None:
             return None
-        by_chain: dict[tuple[str, ...], list[tuple[Rule, bytes]]] = {}
-        for rule in rules:
-            if not _eligible(rule):
-                continue
-            assert rule.operator is not None
-            pattern = rule.operator.arg.encode("latin-1", "replace")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                if not _accepts(pattern):
+        # (chain, joined) -> members as (rule, hyperscan expressions, flag)
+        by_chain: dict[tuple[tuple[str, ...], bool], list[tuple[Rule, list[bytes], int]]] = {}
+        chosen = [r for r in rules if _eligible(r)]
+        rx = [
+            r.operator.arg.encode("latin-1", "replace")
+            for r in chosen
+            if r.operator and r.operator.name == "rx"
+        ]
+        accepted = dict(zip(rx, _accepted(rx), strict=True))
+        for rule in chosen:
+            op = rule.operator
+            assert op is not None
+            if op.name in _PM:
+                phrases = phrases_of(op)
+                if phrases is None:
                     continue
-            by_chain.setdefault(rule.transform_names, []).append((rule, pattern))
+                exprs = [re.escape(p).encode("latin-1") for p in phrases]
+                by_chain.setdefault((rule.transform_names, True), []).append((rule, exprs, _PM_FLAGS))
+                continue
+            pattern = op.arg.encode("latin-1", "replace")
+            if not accepted[pattern]:
+                continue
+            joined = _BUFFER_BOUND.search(op.arg) is None
+            by_chain.setdefault((rule.transform_names, joined), []).append((rule, [pattern], _RX_FLAGS))
         groups: list[_Group] = []
         eligible: set[int] = set()
-        for members in by_chain.values():
-            specs = tuple(dict.fromkeys(v for r, _ in members for v in r.variables))
+        for (_, joined), members in by_chain.items():
+            specs = tuple(dict.fromkeys(v for r, _, _ in members for v in r.variables))
             empty = frozenset(
                 id(r)
-                for r, _ in members
+                for r, _, _ in members
                 if r.operator is not None and r.operator.match("", lambda s: s) is not None
             )
-            groups.append(
-                _Group(
-                    members[0][0],
-                    _compile([p for _, p in members]),
-                    specs,
-                    [id(r) for r, _ in members],
-                    empty,
-                )
-            )
-            eligible.update(id(r) for r, _ in members)
+            exprs = [e for _, es, _ in members for e in es]
+            flags = [f for _, es, f in members for _ in es]
+            keys = [id(r) for r, es, _ in members for _ in es]
+            groups.append(_Group(members[0][0], _compile(exprs, flags), specs, keys, empty, joined))
+            eligible.update(id(r) for r, _, _ in members)
         return cls(groups, frozenset(eligible)) if groups else None
 
     def candidates(self, t: Transaction, transform: Transform) -> set[int]:
         hits: set[int] = set()
         for g in self.groups:
             keys = g.keys
-            seen: set[str] = set()
 
             def on_match(
                 hs_id: int, _from: int, _to: int, _flags: int, _ctx: object, _keys: list[int] = keys
@@ -162,16 +283,25 @@ class Prefilter:
                 hits.add(_keys[hs_id])
                 return False
 
+            raws: dict[str, None] = {}
             for spec in g.specs:
                 for k, v in t.collection(spec.collection):
-                    if v in seen or not spec.selects(k):
-                        continue
-                    seen.add(v)
-                    value = transform(t, g.exemplar, v) if g.exemplar.transform_names else v
+                    if v not in raws and spec.selects(k):
+                        raws[v] = None
+            if not raws:
+                continue
+            ex = g.exemplar
+            values = transform(t, ex, raws) if ex.transform_names else list(raws)
+            if not all(values):
+                hits.update(g.empty)
+            if g.joined:
+                buf = "\n".join(v for v in values if v)
+                if buf:
+                    g.db.scan(buf.encode("latin-1", "replace"), match_event_handler=on_match)
+            else:
+                for value in values:
                     if value:
                         g.db.scan(value.encode("latin-1", "replace"), match_event_handler=on_match)
-                    else:
-                        hits.update(g.empty)
         return hits
 
 

@@ -319,4 +319,47 @@ def lookup(name: str) -> Transform | None:
     return TRANSFORMS.get(name.lower())
 
 
-__all__ = ["TRANSFORMS", "Transform", "lookup"]
+_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_HIGH = "".join(map(chr, range(0x80, 0x100)))
+# A transformation returns its input unchanged when the input holds none of these characters (by
+# reading of each function above; no entry: no such shortcut). Lets a chain skip values it cannot change.
+IDENTITY_UNLESS: dict[str, str] = {
+    "lowercase": _UPPER,
+    "urldecode": "%+",
+    "urldecodeuni": "%+",
+    "htmlentitydecode": "&",
+    "jsdecode": "\\",
+    "cssdecode": "\\",
+    "escapeseqdecode": "\\",
+    "cmdline": _UPPER + "\\\"'^ ,;\t\n\r\f\v",
+    "compresswhitespace": _WS,
+    "removewhitespace": _WS,
+    "removenulls": "\x00",
+    "replacenulls": "\x00",
+    "normalizepath": "/.",
+    "normalisepath": "/.",
+    "normalizepathwin": "/.\\",
+    "normalisepathwin": "/.\\",
+    "replacecomments": "/",
+    "removecomments": "/<-#",
+    "removecommentschar": "/*<-#",
+    "sqlhexdecode": "x",
+    "utf8tounicode": _HIGH,
+}
+
+
+def changers(names: tuple[str, ...]) -> re.Pattern[str] | None:
+    """A pattern finding a character the chain ``names`` could act on (None: any value may change)."""
+    if any(n not in IDENTITY_UNLESS for n in names):
+        return None
+    chars = sorted(set("".join(IDENTITY_UNLESS[n] for n in names)))
+    return re.compile("[" + "".join(re.escape(c) for c in chars) + "]")
+
+
+__all__ = [
+    "IDENTITY_UNLESS",
+    "TRANSFORMS",
+    "Transform",
+    "changers",
+    "lookup",
+]
