@@ -11,6 +11,7 @@
     ├── SealError                 sealed key material could not be opened (wrong KEK, tampered/swapped blob)
     ├── CaError                   the CA is not in a state to sign (no current intermediate, bad rotation)
     ├── StoreError                the control-plane store failed (unreachable, locked, schema too new)
+    │   └── AuditError            the audit log cannot be opened or written (telemetry/audit.py)
     ├── PolicyError               a policy cannot be compiled
     └── UpstreamError             the upstream could not be reached or answered badly
 

@@ -55,6 +55,7 @@ class Reason(StrEnum):
     JSON_TOO_DEEP = "json_too_deep", 400, "JSON nested too deeply"
     JSON_TOO_LARGE = "json_too_large", 400, "JSON body has too many elements or too long a string"
     JSON_MALFORMED = "json_malformed", 400, "malformed JSON body"
+    WAF_BLOCKED = "waf_blocked", 403, "forbidden"
 
     # -- routing ---------------------------------------------------------------------------
     NO_ROUTE = "no_route", 404, "not found"
@@ -97,6 +98,21 @@ class Reason(StrEnum):
     JOIN_TOKEN_INVALID = "join_token_invalid", 401, "join token invalid"
     STORE_UNAVAILABLE = "store_unavailable", 503, "service unavailable"
     CA_UNAVAILABLE = "ca_unavailable", 503, "service unavailable"
+    SVID_REVOKED = "svid_revoked", 403, "client certificate revoked"
+    CLIENT_CERT_REQUIRED = "client_cert_required", 401, "client certificate required"
+    ADMIN_REQUIRED = "admin_required", 403, "admin credentials required"
+    NOT_FOUND = "not_found", 404, "not found"
+    CONFLICT = "conflict", 409, "conflict"
+
+    # -- control plane: OAuth2 token service (RFC 6749 §5.2 error codes) ---------------------------
+    OAUTH_INVALID_REQUEST = "oauth_invalid_request", 400, "invalid_request"
+    OAUTH_INVALID_CLIENT = "oauth_invalid_client", 401, "invalid_client"
+    OAUTH_INVALID_GRANT = "oauth_invalid_grant", 400, "invalid_grant"
+    OAUTH_INVALID_SCOPE = "oauth_invalid_scope", 400, "invalid_scope"
+    OAUTH_UNAUTHORIZED_CLIENT = "oauth_unauthorized_client", 400, "unauthorized_client"
+    OAUTH_UNSUPPORTED_GRANT_TYPE = "oauth_unsupported_grant_type", 400, "unsupported_grant_type"
+    OAUTH_INVALID_TARGET = "oauth_invalid_target", 400, "invalid_target"
+    OAUTH_UNSUPPORTED_TOKEN_TYPE = "oauth_unsupported_token_type", 400, "unsupported_token_type"
 
     # -- internal ----------------------------------------------------------------------------
     STAGE_ERROR = "stage_error", 500, "internal error"

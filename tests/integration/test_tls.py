@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,11 +39,12 @@ def tls_gateway(tmp_path: Path, signer: Signer) -> Iterator[tuple[GatewayThread,
 def test_https_with_hsts(tls_gateway: tuple[GatewayThread, Path], signer: Signer) -> None:
     gw, ca = tls_gateway
     url = f"https://127.0.0.1:{gw.port}/microservice1/getData"
-    r = httpx.get(url, verify=str(ca), headers={"Authorization": f"Bearer {signer.svc('microservice2')}"})
+    verify = ssl.create_default_context(cafile=str(ca))
+    r = httpx.get(url, verify=verify, headers={"Authorization": f"Bearer {signer.svc('microservice2')}"})
     assert r.status_code == 200
     assert r.headers["strict-transport-security"].startswith("max-age=")
     assert r.json()["headers"]["x-forwarded-proto"] == "https"
-    denied = httpx.get(url, verify=str(ca))
+    denied = httpx.get(url, verify=ssl.create_default_context(cafile=str(ca)))
     assert denied.status_code == 401 and "strict-transport-security" in denied.headers
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from garrison.config.loader import load_config
 from garrison.errors import HttpError
 from garrison.http.paths import normalize_path, split_target
-from garrison.identity.authenticator import JwtAuthenticator
+from garrison.identity.authenticator import UNCHECKED_REVOCATIONS, JwtAuthenticator
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.route import Route
 from garrison.pipeline.stages.authz import Authz
@@ -54,7 +54,13 @@ def explain_command(args: argparse.Namespace) -> int:
     ctx.path, ctx.route = path, found
 
     async def authenticate() -> Deny | None:
-        authn = JwtAuthenticator.build(cfg.issuers, cfg.trust_domain)
+        # Offline: revocations are not pulled here (the explanation says nothing about them).
+        authn = JwtAuthenticator.build(
+            cfg.issuers,
+            cfg.trust_domain,
+            base_dir=Path(args.file).parent,
+            revocations=UNCHECKED_REVOCATIONS,
+        )
         await authn.start()
         try:
             v = await authn.authenticate(ctx, found.issuers)

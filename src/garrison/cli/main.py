@@ -72,6 +72,34 @@ def _demo(args: argparse.Namespace) -> int:
     return run_async(run_demo(serve=args.serve))
 
 
+def _control_plane(args: argparse.Namespace) -> int:
+    from garrison.cli.run import run_async
+    from garrison.control.server import serve
+
+    return run_async(serve(Path(args.config)))
+
+
+# Command groups in their own modules, each with ``add_parser(subparsers)``. Optional ones (built
+# separately) are skipped while absent, so this file works whether or not they exist yet.
+_COMMAND_MODULES = ("init", "up", "joins", "certs", "clients", "tokens")
+_OPTIONAL_COMMAND_MODULES = ("kek", "audit", "ca")
+
+
+def _add_command_modules(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(f"garrison.cli.{name}").add_parser(sub)
+    for name in _OPTIONAL_COMMAND_MODULES:
+        try:
+            mod = importlib.import_module(f"garrison.cli.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"garrison.cli.{name}":
+                raise  # the module exists but is broken: say so rather than hide the command
+            continue
+        mod.add_parser(sub)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="garrison", description="Zero-trust security layer for microservices.")
     p.add_argument("--version", action="version", version=f"garrison {__version__}")
@@ -109,6 +137,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--serve", action="store_true", help="keep running after the tour (Ctrl-C to stop)")
     d.set_defaults(func=_demo)
+
+    cp = sub.add_parser("control-plane", help="run the control-plane API (CA, tokens) in the foreground")
+    cp.add_argument("-c", "--config", default="garrison.yaml", help="path to garrison.yaml")
+    cp.set_defaults(func=_control_plane)
+    _add_command_modules(sub)
     return p
 
 
@@ -124,7 +157,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except GarrisonError as exc:
         print(f"garrison: error: {exc}", file=sys.stderr)
-        return 2
+        return int(getattr(exc, "exit_code", 2))
     except KeyboardInterrupt:
         return 130
 

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from garrison.dlp.models import DlpConfig
 from garrison.validate.models import ValidateConfig
+from garrison.waf.config import RouteWaf, WafConfig
 
 _NAME = r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$"
 Name = Annotated[str, Field(pattern=_NAME)]
@@ -56,6 +57,11 @@ class TlsFiles(Model):
     key_file: str
     client_ca_file: str | None = Field(None, description="Verify client certificates against this CA bundle")
     require_client_cert: bool = False
+    client_trust_bundle: bool = Field(
+        False,
+        description="Verify client certificates against the control plane's trust bundle (pulled every"
+        " `control_plane.bundle_refresh_seconds`) and refuse revoked SVIDs; needs `control_plane`",
+    )
 
 
 class Limits(Model):
@@ -126,6 +132,14 @@ class Issuer(Model):
     )
     jwks_timeout_seconds: float = Field(5.0, gt=0)
     insecure_allow_http_jwks: bool = Field(False, description="Permit an http:// JWKS URL (tests, loopback)")
+    jwks_ca_file: str | None = Field(
+        None, description="Verify the JWKS/discovery server against these PEM CAs instead of the system store"
+    )
+    revocations: bool = Field(
+        False,
+        description="Refuse tokens whose `jti` the control plane lists as revoked (RFC 7009), pulled every"
+        " `control_plane.bundle_refresh_seconds`; for the control plane's own issuer",
+    )
 
     @model_validator(mode="after")
     def _key_source(self) -> Issuer:
@@ -155,6 +169,7 @@ class RouteShadow(Model):
     validate_: bool = Field(
         False, alias="validate", description="Record request-validation failures; forward the request"
     )
+    waf: bool = Field(False, description="Record what the WAF would block; forward the request")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -176,6 +191,7 @@ class RouteConfig(Model):
         None, alias="validate", description="Request validation (JSON Schema / OpenAPI, JSON limits)"
     )
     dlp: DlpConfig | None = Field(None, description="Response DLP: redaction and error-page masking")
+    waf: RouteWaf | None = Field(None, description="This route's WAF settings (default: top-level `waf:`)")
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -298,6 +314,80 @@ class Paths(Model):
     )
 
 
+class KekSource(Model):
+    """Where the key-encryption key comes from: exactly one of ``file``, ``env``, ``command``."""
+
+    file: str | None = Field(None, description="A file (mode 0600) holding the base64 KEK")
+    env: str | None = Field(None, description="An environment variable holding the base64 KEK")
+    command: list[str] | None = Field(None, description="A command that prints the base64 KEK (KMS hook)")
+
+    @model_validator(mode="after")
+    def _one(self) -> KekSource:
+        if (self.file is not None) + (self.env is not None) + (self.command is not None) != 1:
+            raise ValueError("give exactly one of file, env, command")
+        if self.command is not None and not self.command:
+            raise ValueError("command must not be empty")
+        return self
+
+
+class StoreConfig(Model):
+    """Control-plane state. Relative paths resolve against the config file's directory."""
+
+    url: str = Field(
+        "garrison.db", description="SQLite file path, or a postgresql+psycopg://user@host/db URL"
+    )
+    kek: KekSource = Field(KekSource(file="kek.key"), description="Key-encryption key for keys at rest")
+
+
+class ControlPlaneConfig(Model):
+    """The control plane (CA, token service, trust distribution) and how data planes reach it.
+
+    Relative paths resolve against the config file's directory.
+    """
+
+    address: Address = Field("127.0.0.1:8443", description="HOST:PORT the control-plane API listens on")
+    url: str | None = Field(
+        None,
+        description="Base URL data planes and the CLI use (default https://<address>); also the token issuer",
+    )
+    ca_file: str = Field("ca/bundle.pem", description="PEM trust anchors that verify the control plane")
+    server_names: list[str] = Field(
+        ["localhost", "127.0.0.1"], min_length=1, description="DNS names / IPs in the API's TLS certificate"
+    )
+    admins: list[str] = Field(
+        default_factory=list,
+        description="SPIFFE IDs whose SVIDs may call admin operations (default spiffe://<td>/garrison/admin)",
+    )
+    admin_token_file: str | None = Field(
+        "admin.token", description="File holding the admin bearer token (its hash is what the server keeps)"
+    )
+    audiences: list[str] = Field(
+        default_factory=list,
+        description="Audiences access tokens may name; default: every service's SPIFFE ID",
+    )
+    svid_ttl_seconds: float = Field(3600.0, ge=60, le=86_400 * 7)
+    join_token_ttl_seconds: float = Field(600.0, ge=10, le=86_400)
+    access_token_ttl_seconds: float = Field(300.0, ge=10, le=3600)
+    signing_key_rotation_seconds: float = Field(
+        86_400.0, ge=60, description="Token signing key rotation period (next → current → previous)"
+    )
+    bundle_refresh_seconds: float = Field(
+        5.0, ge=1, le=300, description="How often data planes pull the trust bundle and revocations"
+    )
+    maintain_seconds: float = Field(5.0, ge=0.5, le=300, description="Period of the CA/key maintenance tick")
+    audit_log: str | None = Field("audit.log", description="Hash-chained audit log of admin actions")
+
+    @model_validator(mode="after")
+    def _url(self) -> ControlPlaneConfig:
+        if self.url is not None and not self.url.startswith("https://"):
+            raise ValueError("url must be https:// (the control plane is only served over TLS)")
+        return self
+
+    @property
+    def base_url(self) -> str:
+        return (self.url or f"https://{self.address}").rstrip("/")
+
+
 class GarrisonConfig(Model):
     """The whole of garrison.yaml."""
 
@@ -316,6 +406,11 @@ class GarrisonConfig(Model):
     rate_limits: list[RateLimitRule] = Field(default_factory=list, description="Token-bucket limits")
     paths: Paths = Field(Paths(), description="Path matching")
     telemetry: Telemetry = Field(Telemetry(), description="Admin listener (metrics) and decision log")
+    store: StoreConfig | None = Field(None, description="Control-plane state (SQLite or PostgreSQL) and KEK")
+    waf: WafConfig | None = Field(None, description="CRS-compatible WAF on every route (none: no WAF)")
+    control_plane: ControlPlaneConfig | None = Field(
+        None, description="The control plane: where it listens, how data planes reach and trust it"
+    )
 
     @field_validator("trust_domain")
     @classmethod
@@ -369,6 +464,15 @@ class GarrisonConfig(Model):
             for rn in rl.routes:
                 if rn not in route_names:
                     raise ValueError(f"rate limit {rl.name!r}: unknown route {rn!r}")
+        if self.control_plane is None:
+            for li in self.listeners:
+                if li.tls is not None and li.tls.client_trust_bundle:
+                    raise ValueError(
+                        f"listener {li.name!r}: client_trust_bundle needs a control_plane section"
+                    )
+            for iss in self.issuers:
+                if iss.revocations:
+                    raise ValueError(f"issuer {iss.name!r}: revocations needs a control_plane section")
         return self
 
     def spiffe_id(self, service: str) -> str:
@@ -382,9 +486,11 @@ class GarrisonConfig(Model):
 __all__ = [
     "HTTP_METHODS",
     "Admin",
+    "ControlPlaneConfig",
     "DecisionLog",
     "GarrisonConfig",
     "Issuer",
+    "KekSource",
     "Limits",
     "Listener",
     "Paths",
@@ -396,6 +502,7 @@ __all__ = [
     "RouteShadow",
     "Service",
     "StaticKey",
+    "StoreConfig",
     "Telemetry",
     "TlsFiles",
     "UserRef",

@@ -13,6 +13,7 @@ from pydantic_core import PydanticUndefined
 from garrison.config import models
 from garrison.dlp.models import DlpConfig
 from garrison.validate.models import ValidateConfig
+from garrison.waf.config import RouteWaf, WafConfig, WafExclusions
 
 SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("top level", models.GarrisonConfig),
@@ -26,6 +27,7 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("routes[].shadow", models.RouteShadow),
     ("routes[].validate", ValidateConfig),
     ("routes[].dlp", DlpConfig),
+    ("routes[].waf", RouteWaf),
     ("policies[]", models.PolicyRule),
     ("policies[].from", models.PolicyFrom),
     ("policies[].from.users[]", models.UserRef),
@@ -35,6 +37,11 @@ SECTIONS: list[tuple[str, type[BaseModel]]] = [
     ("telemetry", models.Telemetry),
     ("telemetry.admin", models.Admin),
     ("telemetry.decision_log", models.DecisionLog),
+    ("store", models.StoreConfig),
+    ("store.kek", models.KekSource),
+    ("waf", WafConfig),
+    ("waf.exclusions", WafExclusions),
+    ("control_plane", models.ControlPlaneConfig),
 ]
 
 

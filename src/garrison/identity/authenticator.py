@@ -2,18 +2,25 @@
 
 Per request: no I/O except an unknown-kid refetch (single-flight, rate-limited, in ``jwks``).
 Denials carry a Reason for the client and an operator-only ``detail``; the token never appears in either.
+
+Two checks run on every request, cache hit or not, because their inputs change without the token
+changing: RFC 8705 §3 certificate binding (``cnf.x5t#S256`` against the connection's client
+certificate) and, for issuers with ``revocations: true``, the control plane's revoked ``jti`` set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import NamedTuple, Self
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol, Self
 
 from garrison.config.models import Issuer
 from garrison.errors import ConfigError, IdentityError, KeySetError
-from garrison.identity.jwks import JwksProvider, KeyProvider, StaticKeyProvider
+from garrison.identity.jwks import JwksProvider, KeyProvider, StaticKeyProvider, ca_context
 from garrison.identity.keys import KeySet
 from garrison.identity.principal import identity_from_token
 from garrison.identity.token_cache import VerifiedTokenCache
@@ -33,9 +40,27 @@ _OTHER_SCHEME = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+(?: [\x21-\x7e][\x20-\x
 ProviderFactory = Callable[[Issuer, Callable[[KeySet], None]], KeyProvider]
 
 
+class RevokedJtis(Protocol):
+    """Where revoked token ids come from (``proxy.trust.TrustPuller``); read once per request."""
+
+    @property
+    def revoked_jtis(self) -> frozenset[str]: ...
+
+
+class _Unchecked:
+    revoked_jtis: frozenset[str] = frozenset()
+
+
+# For offline tools (``garrison policy explain``) that have no trust document: revoked tokens pass.
+# Named for what it gives up; the gateway always passes its trust puller instead.
+UNCHECKED_REVOCATIONS: RevokedJtis = _Unchecked()
+
+
 class CachedAuth(NamedTuple):
     token: VerifiedToken
     identity: Identity
+    x5t: str | None = None  # RFC 8705 cnf."x5t#S256": the certificate this token is bound to
+    jti: str | None = None  # set only for issuers whose revocations we check
 
 
 class _IssuerEntry(NamedTuple):
@@ -43,12 +68,49 @@ class _IssuerEntry(NamedTuple):
     verifier: TokenVerifier
     provider: KeyProvider
     workloads: bool  # may this issuer's `sub` name a workload (a SPIFFE ID)?
+    revocations: bool = False
 
 
-def _default_provider(issuer: Issuer, on_change: Callable[[KeySet], None]) -> KeyProvider:
-    if issuer.keys:
-        return StaticKeyProvider(issuer)
-    return JwksProvider(issuer, on_change=on_change)
+def cert_thumbprint(der: bytes) -> str:
+    """RFC 8705 §3.1: base64url (no padding) of the SHA-256 of the DER certificate."""
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode("ascii")
+
+
+def _confirmation(claims: dict[str, Any]) -> str | None:
+    """The ``x5t#S256`` a token is bound to, None if unbound; ``ValueError`` on a ``cnf`` we cannot honour.
+
+    A ``cnf`` with only other methods (``jkt`` for DPoP, ``jwk``) is refused: accepting it as a plain
+    bearer token would drop the sender constraint its issuer asked for.
+    """
+    if "cnf" not in claims:
+        return None
+    cnf = claims["cnf"]
+    if not isinstance(cnf, dict):
+        raise ValueError("cnf is not an object")
+    x5t = cnf.get("x5t#S256")
+    if x5t is None:
+        raise ValueError("cnf has no x5t#S256 (other confirmation methods are not supported)")
+    if not isinstance(x5t, str) or not 40 <= len(x5t) <= 64:
+        raise ValueError("cnf x5t#S256 is not a base64url SHA-256 thumbprint")
+    return x5t
+
+
+def default_provider_factory(base_dir: Path | None = None) -> ProviderFactory:
+    """Static keys, or a JWKS provider verifying the server with ``jwks_ca_file`` when given
+    (relative to ``base_dir``, default cwd)."""
+
+    def factory(issuer: Issuer, on_change: Callable[[KeySet], None]) -> KeyProvider:
+        if issuer.keys:
+            return StaticKeyProvider(issuer)
+        if issuer.jwks_ca_file is not None:
+            p = Path(issuer.jwks_ca_file).expanduser()
+            if not p.is_absolute():
+                p = (base_dir if base_dir is not None else Path.cwd()) / p
+            ctx = ca_context(p, what=f"issuers.{issuer.name}.jwks_ca_file")
+            return JwksProvider(issuer, on_change=on_change, verify=ctx)
+        return JwksProvider(issuer, on_change=on_change)
+
+    return factory
 
 
 def _deny(reason: Reason, detail: str) -> Deny:
@@ -58,14 +120,24 @@ def _deny(reason: Reason, detail: str) -> Deny:
 class JwtAuthenticator:
     """Bearer JWTs from any configured issuer. ``SKIP`` when the request carries no bearer credential."""
 
-    __slots__ = ("_by_iss", "_cache", "_trust_domain", "providers")
+    __slots__ = ("_by_iss", "_cache", "_revocations", "_trust_domain", "providers")
 
     def __init__(
-        self, by_iss: Mapping[str, _IssuerEntry], trust_domain: str, cache: VerifiedTokenCache[CachedAuth]
+        self,
+        by_iss: Mapping[str, _IssuerEntry],
+        trust_domain: str,
+        cache: VerifiedTokenCache[CachedAuth],
+        revocations: RevokedJtis | None = None,
     ) -> None:
         self._by_iss = dict(by_iss)  # exact `iss` value -> issuer
         self._trust_domain = trust_domain
         self._cache = cache
+        self._revocations = revocations
+        if revocations is None and any(e.revocations for e in by_iss.values()):
+            raise ConfigError(
+                "issuers with revocations: true need the control plane's trust document"
+                " (a control_plane section the gateway can reach)"
+            )
         self.providers: Mapping[str, KeyProvider] = {e.name: e.provider for e in by_iss.values()}
 
     @classmethod
@@ -76,9 +148,15 @@ class JwtAuthenticator:
         cache_size: int = 10_000,
         *,
         provider_factory: ProviderFactory | None = None,
+        base_dir: Path | None = None,
+        revocations: RevokedJtis | None = None,
     ) -> Self:
-        """Compile the issuers (static keys are loaded here). ``start()`` then fetches the JWKS."""
-        factory = provider_factory or _default_provider
+        """Compile the issuers (static keys are loaded here). ``start()`` then fetches the JWKS.
+
+        ``revocations`` (the trust puller) is required when an issuer has ``revocations: true``
+        (``UNCHECKED_REVOCATIONS`` for tools that knowingly do without).
+        """
+        factory = provider_factory or default_provider_factory(base_dir)
         cache: VerifiedTokenCache[CachedAuth] = VerifiedTokenCache(cache_size)
         by_iss: dict[str, _IssuerEntry] = {}
         for issuer in issuers:
@@ -94,9 +172,13 @@ class JwtAuthenticator:
             except KeySetError as exc:
                 raise ConfigError(f"issuers.{issuer.name}.keys: {exc}") from None
             by_iss[issuer.issuer] = _IssuerEntry(
-                issuer.name, TokenVerifier(issuer, provider.keys), provider, issuer.workload_identities
+                issuer.name,
+                TokenVerifier(issuer, provider.keys),
+                provider,
+                issuer.workload_identities,
+                issuer.revocations,
             )
-        return cls(by_iss, trust_domain, cache)
+        return cls(by_iss, trust_domain, cache, revocations)
 
     async def start(self) -> None:
         """First fetch of every issuer's keys, concurrently (each bounded by its jwks_timeout_seconds)."""
@@ -132,6 +214,19 @@ class JwtAuthenticator:
             hit = result
         elif allowed_issuers is not None and hit.identity.issuer not in allowed_issuers:
             return _deny(Reason.TOKEN_BAD_ISSUER, f"issuer {hit.identity.issuer} not accepted on this route")
+        if hit.x5t is not None:
+            # RFC 8705 §3: a bound token is only good on a TLS connection with that very certificate.
+            have = ctx.peer_cert_x5t
+            if have is None and ctx.peer_cert_der is not None:
+                have = cert_thumbprint(ctx.peer_cert_der)
+            if hit.x5t != have:
+                what = "no client certificate" if have is None else "another client certificate"
+                return _deny(
+                    Reason.TOKEN_BINDING_MISMATCH, f"token bound to a certificate, request has {what}"
+                )
+        jti = hit.jti
+        if jti is not None and self._revocations is not None and jti in self._revocations.revoked_jtis:
+            return _deny(Reason.TOKEN_REVOKED, f"{hit.identity.issuer}: jti revoked")
         ctx.identity = hit.identity
         return CONTINUE
 
@@ -160,7 +255,19 @@ class JwtAuthenticator:
                 vt = entry.verifier.verify_parsed(parsed, now)
             except IdentityError as exc2:
                 return _deny(exc2.reason, f"{entry.name}: {exc2} (after refetch)")
-        hit = CachedAuth(vt, identity_from_token(vt, self._trust_domain, workloads=entry.workloads))
+        try:
+            x5t = _confirmation(vt.claims)
+        except ValueError as exc:
+            return _deny(Reason.TOKEN_BINDING_MISMATCH, f"{entry.name}: {exc}")
+        jti: str | None = None
+        if entry.revocations:
+            raw_jti = vt.claims.get("jti")
+            if not isinstance(raw_jti, str) or not raw_jti:
+                # The issuer's tokens are revocable by jti: one without it could never be revoked.
+                return _deny(Reason.TOKEN_MISSING_CLAIM, f"{entry.name}: no jti (its tokens are revocable)")
+            jti = raw_jti
+        identity = identity_from_token(vt, self._trust_domain, workloads=entry.workloads)
+        hit = CachedAuth(vt, identity, x5t, jti)
         self._cache.put(token, hit, vt.exp, now)
         return hit
 
@@ -168,4 +275,12 @@ class JwtAuthenticator:
         return f"<JwtAuthenticator issuers={sorted(self.providers)} {self._cache!r}>"
 
 
-__all__ = ["CachedAuth", "JwtAuthenticator", "ProviderFactory"]
+__all__ = [
+    "UNCHECKED_REVOCATIONS",
+    "CachedAuth",
+    "JwtAuthenticator",
+    "ProviderFactory",
+    "RevokedJtis",
+    "cert_thumbprint",
+    "default_provider_factory",
+]

@@ -14,12 +14,13 @@ import random
 import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 import httpx
 
 from garrison.config.models import Issuer
-from garrison.errors import KeySetError
+from garrison.errors import ConfigError, KeySetError
 from garrison.identity.keys import KeySet, load_static_keys, parse_jwks, strict_json_object
 
 log = logging.getLogger("garrison.identity.jwks")
@@ -29,6 +30,20 @@ _MAX_REDIRECTS = 3
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # identity encoding only: a compressed body could inflate far past the size cap in one chunk
 _HEADERS = {"accept": "application/jwk-set+json, application/json", "accept-encoding": "identity"}
+
+
+def ca_context(path: Path, *, what: str) -> ssl.SSLContext:
+    """A client TLS context that trusts only the PEM CAs in ``path`` (``what`` names the config key)."""
+    ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        ctx.load_verify_locations(cafile=str(path))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        msg = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ConfigError(f"{what}: cannot load CA certificates from {path}: {msg}") from None
+    if not ctx.get_ca_certs():
+        raise ConfigError(f"{what}: {path} holds no CA certificate")
+    return ctx
 
 
 class KeyProvider(Protocol):
@@ -286,4 +301,4 @@ class JwksProvider:
         )
 
 
-__all__ = ["MAX_JWKS_BYTES", "JwksProvider", "KeyProvider", "StaticKeyProvider"]
+__all__ = ["MAX_JWKS_BYTES", "JwksProvider", "KeyProvider", "StaticKeyProvider", "ca_context"]

@@ -42,6 +42,7 @@ class RequestContext:
         "now",
         "path",
         "peer_cert_der",
+        "peer_cert_x5t",
         "query",
         "raw_target",
         "request_id",
@@ -66,6 +67,7 @@ class RequestContext:
         now: float,
         tls: bool = False,
         peer_cert_der: bytes | None = None,
+        peer_cert_x5t: str | None = None,
     ) -> None:
         self.method = method
         self.http_version = "1.1"
@@ -77,6 +79,8 @@ class RequestContext:
         self.now = now
         self.tls = tls
         self.peer_cert_der = peer_cert_der
+        # RFC 8705 §3.1 thumbprint of the client certificate, computed once per connection by the server
+        self.peer_cert_x5t = peer_cert_x5t
         self.path = ""
         self.query = b""
         self.host = ""  # lower-case, without port (for matching)

@@ -27,6 +27,7 @@ from garrison.pipeline.stages.ratelimit import KeyFn, RateLimit
 from garrison.pipeline.stages.response import SecurityHeaders
 from garrison.pipeline.stages.routing import Routing
 from garrison.pipeline.stages.validation import RequestValidation
+from garrison.pipeline.stages.waf import ENGINES, Waf, body_check
 from garrison.policy.compiler import compile_policies
 from garrison.policy.index import PolicyIndex
 from garrison.proxy.runtime import Observer, Runtime
@@ -38,17 +39,20 @@ from garrison.ratelimit.keys import build_key_fn
 class RouteChain(Chain):
     """A route's chain, plus the stages the proxy drives around the bodies (found once, at load).
 
-    ``validation`` may need the request body buffered before forwarding; ``dlp`` the response body
-    before sending. A route with either never takes the proxy's fast path (``buffers``).
+    ``validation`` (the WAF, then request validation, in chain order) may need the request body
+    buffered before forwarding; ``dlp`` the response body before sending. A route with validation or
+    DLP never takes the proxy's fast path (``buffers``); the WAF judges a body-less request in the
+    chain, so it keeps it.
     """
 
     __slots__ = ("buffers", "dlp", "validation")
 
     def __init__(self, name: str, stages: tuple[Stage, ...]) -> None:
         super().__init__(name, stages)
-        self.validation = next((s for s in stages if isinstance(s, RequestValidation)), None)
+        checks = [s for s in stages if isinstance(s, Waf | RequestValidation)]
+        self.validation = body_check(checks)
         self.dlp = next((s for s in stages if isinstance(s, ResponseDlp)), None)
-        self.buffers = self.validation is not None or self.dlp is not None
+        self.buffers = any(isinstance(s, RequestValidation) for s in checks) or self.dlp is not None
 
 
 @dataclass
@@ -107,6 +111,10 @@ def build_routes(
 ) -> list[Route]:
     """Routes with their chains. Files named in ``validate:`` are read relative to ``base_dir`` (cwd)."""
     base = base_dir if base_dir is not None else Path.cwd()
+    waf = cfg.waf
+    waf_engine = None  # one engine for every route (and kept across reloads that leave waf: alone)
+    if waf is not None and any(rc.waf is None or rc.waf.enabled for rc in cfg.routes):
+        waf_engine = ENGINES.get(waf, base)
     routes = []
     for rc in cfg.routes:
         target = rc.upstream
@@ -131,6 +139,12 @@ def build_routes(
         stages.append(Authz(policy, route_name=rc.name, public=rc.public, shadow=rc.shadow.authz))
         if (s := _rate_stage(cfg.rate_limits, rc, "post_auth", limiter_cache)) is not None:
             stages.append(s)
+        if rc.waf is not None and rc.waf.enabled and waf is None:
+            raise ConfigError(f"route {rc.name!r}: waf needs a top-level waf: section")
+        if waf is not None and waf_engine is not None and (rc.waf is None or rc.waf.enabled):
+            # After authn/authz, before validation: where ModSecurity sits in front of an application.
+            label = f"route {rc.name!r}"
+            stages.append(Waf.build(waf, rc.waf, engine=waf_engine, label=label, shadow=rc.shadow.waf))
         if rc.validate_ is not None:  # after authn/authz: unauthenticated junk never reaches the parser
             stages.append(
                 RequestValidation.build(

@@ -3,6 +3,12 @@
 Reload (SIGHUP or a change of the config file): the new file is validated and compiled first; only
 then are the runtimes swapped, atomically per listener. A bad file keeps the old config running and
 the reason is logged. Requests in flight finish on the config they started with.
+
+Trust distribution: when a listener has ``client_trust_bundle`` or an issuer ``revocations``, the
+gateway pulls the control plane's trust document (``proxy.trust``) before it listens (failing that is
+a startup error) and keeps it fresh. The puller lives across reloads while ``control_plane`` keeps
+the same URL, CA file and interval; otherwise a reload starts a new one (and is rejected if its
+first fetch fails).
 """
 
 from __future__ import annotations
@@ -17,13 +23,14 @@ import time
 from pathlib import Path
 
 from garrison.config.loader import load_config
-from garrison.config.models import GarrisonConfig, Listener
+from garrison.config.models import GarrisonConfig, Listener, TlsFiles
 from garrison.errors import ConfigError, GarrisonError
 from garrison.identity.authenticator import JwtAuthenticator
 from garrison.pipeline.context import RequestContext
 from garrison.proxy.build import LimiterCache, build_runtimes
 from garrison.proxy.runtime import Runtime
 from garrison.proxy.server import GatewayServer
+from garrison.proxy.trust import TrustPuller, TrustState
 from garrison.proxy.upstream import Pools
 from garrison.reasons import Reason
 from garrison.telemetry.admin import AdminServer, start_admin
@@ -40,21 +47,73 @@ def _split(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def ssl_context_for(listener: Listener) -> ssl.SSLContext | None:
-    tls = listener.tls
-    if tls is None:
-        return None
+def _server_context(name: str, tls: TlsFiles, anchors_pem: bytes | None, bundle: bool) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     try:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
         if tls.client_ca_file:
             ctx.load_verify_locations(tls.client_ca_file)
-            ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError(f"listener {listener.name!r}: cannot load TLS files: {exc}") from None
+        if anchors_pem:
+            ctx.load_verify_locations(cadata=anchors_pem.decode("ascii"))
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raise ConfigError(f"listener {name!r}: cannot load TLS files: {exc}") from None
+    if tls.client_ca_file or bundle:
+        ctx.verify_mode = ssl.CERT_REQUIRED if tls.require_client_cert else ssl.CERT_OPTIONAL
+    if bundle:
+        # No session resumption: a resumed session skips chain verification, so it could outlive
+        # the anchors it was verified against.
+        ctx.options |= ssl.OP_NO_TICKET
+        ctx.num_tickets = 0
     ctx.set_alpn_protocols(["http/1.1"])
     return ctx
+
+
+def ssl_context_for(listener: Listener) -> ssl.SSLContext | None:
+    """The TLS context of a listener with fixed files (``client_trust_bundle`` ones use ``BundleTls``)."""
+    tls = listener.tls
+    if tls is None:
+        return None
+    return _server_context(listener.name, tls, None, False)
+
+
+class BundleTls:
+    """A listener whose client certificates are verified against the control plane's trust bundle.
+
+    The server is created with ``base`` (which trusts no client CA at all: fail closed). Its
+    ``sni_callback`` runs for every new handshake (with or without SNI) and moves the connection to
+    ``current``, the context built from the latest anchors, so a new bundle applies to the next
+    connection while connections already open keep theirs (their SVIDs are re-checked against the
+    revocation list on every request).
+    """
+
+    def __init__(self, listener: Listener, state: TrustState) -> None:
+        assert listener.tls is not None
+        self.name = listener.name
+        self._tls = listener.tls
+        self.base = _server_context(self.name, self._tls, None, True)
+        self.current = _server_context(self.name, self._tls, state.anchors_pem, True)
+        self.sequence = state.sequence
+        self._anchors_pem = state.anchors_pem
+        self.base.sni_callback = self._pick
+
+    def _pick(self, sslobj: ssl.SSLObject, server_name: str | None, ctx: ssl.SSLContext) -> None:
+        sslobj.context = self.current
+
+    def update(self, state: TrustState) -> None:
+        """New anchors for new connections. A context that cannot be built keeps the previous one."""
+        if state.anchors_pem == self._anchors_pem:
+            return
+        try:
+            self.current = _server_context(self.name, self._tls, state.anchors_pem, True)
+        except ConfigError as exc:
+            log.error("listener %s keeps trust bundle %d: %s", self.name, self.sequence, exc)
+            return
+        self.sequence = state.sequence
+        self._anchors_pem = state.anchors_pem
+        log.info(
+            "listener %s: client certificates now verified against trust bundle %d", self.name, self.sequence
+        )
 
 
 class Gateway:
@@ -71,6 +130,8 @@ class Gateway:
         self.servers: dict[str, GatewayServer] = {}
         self.admin: AdminServer | None = None
         self.authn: JwtAuthenticator | None = None
+        self.trust: TrustPuller | None = None
+        self._bundle_tls: dict[str, BundleTls] = {}
         self.generation = 0
         self._fingerprint = b""
         self._watch_task: asyncio.Task[None] | None = None
@@ -117,8 +178,59 @@ class Gateway:
         )
 
     # -- lifecycle --------------------------------------------------------------------------
-    async def _compile(self, cfg: GarrisonConfig) -> tuple[dict[str, Runtime], JwtAuthenticator]:
-        authn = JwtAuthenticator.build(cfg.issuers, cfg.trust_domain)
+    @property
+    def base_dir(self) -> Path:
+        """The config file's directory: relative paths in the config resolve against it."""
+        return self.config_path.parent if self.config_path is not None else Path.cwd()
+
+    async def _trust_for(self, cfg: GarrisonConfig) -> TrustPuller | None:
+        """The puller ``cfg`` needs: the running one if its settings are unchanged, else a new one
+        whose first fetch succeeded (``ConfigError`` otherwise), or None if nothing needs it."""
+        if not TrustPuller.needed_by(cfg):
+            return None
+        if cfg.control_plane is None:  # the config model refuses this already; -O must not change that
+            raise ConfigError("client_trust_bundle and issuer revocations need a control_plane section")
+        if self.trust is not None and self.trust.key == TrustPuller.key_for(
+            cfg.control_plane, cfg.trust_domain, self.base_dir
+        ):
+            return self.trust
+        puller = TrustPuller.from_config(cfg, self.base_dir)
+        try:
+            await puller.start()
+        except BaseException:
+            await puller.close()
+            raise
+        return puller
+
+    def _trust_changed(self, state: TrustState) -> None:
+        for name, bt in self._bundle_tls.items():
+            bt.update(state)
+            server = self.servers.get(name)
+            if server is not None and (n := server.cut_revoked(state.revoked_serials)):
+                log.info("listener %s: closed %d idle connection(s) of revoked SVIDs", name, n)
+
+    def _use_trust(self, trust: TrustPuller | None) -> TrustPuller | None:
+        """Make ``trust`` the gateway's puller; return the one it replaces (to close), if any."""
+        old = self.trust
+        if trust is old:
+            return None
+        self.trust = trust
+        if trust is not None:
+            trust.subscribe(self._trust_changed)
+            if trust.state is not None:
+                self._trust_changed(trust.state)
+        for name in self._bundle_tls:
+            if name in self.servers:
+                self.servers[name].trust = trust
+        self.metrics.set_trust_source(trust)
+        return old
+
+    async def _compile(
+        self, cfg: GarrisonConfig, trust: TrustPuller | None
+    ) -> tuple[dict[str, Runtime], JwtAuthenticator]:
+        authn = JwtAuthenticator.build(
+            cfg.issuers, cfg.trust_domain, base_dir=self.base_dir, revocations=trust
+        )
         try:
             runtimes = build_runtimes(
                 cfg,
@@ -127,7 +239,7 @@ class Gateway:
                 authenticators=(authn,),
                 limiter_cache=self.limiters,
                 generation=self.generation + 1,
-                base_dir=self.config_path.parent if self.config_path is not None else None,
+                base_dir=self.base_dir,
             )
         except BaseException:
             await authn.close()
@@ -142,14 +254,31 @@ class Gateway:
         self.metrics.set_key_sources(authn.providers)  # issuers dropped by a reload disappear
 
     async def start(self) -> None:
-        runtimes, authn = await self._compile(self.config)
+        trust = await self._trust_for(self.config)  # fail closed: no listener before the first document
+        try:
+            runtimes, authn = await self._compile(self.config, trust)
+        except BaseException:
+            if trust is not None:
+                await trust.close()
+            raise
+        self._use_trust(trust)
         self.generation += 1
         self.authn = authn
         self._register_key_sources(authn)
         self.metrics.declare_routes(r.name for r in self.config.routes)
         try:
             for listener in self.config.listeners:
-                server = GatewayServer(runtimes[listener.name], ssl_context=ssl_context_for(listener))
+                ssl_context = None
+                if listener.tls is not None and listener.tls.client_trust_bundle:
+                    if trust is None or trust.state is None:  # pragma: no cover - needed_by() saw it
+                        raise ConfigError(f"listener {listener.name!r}: no trust bundle")
+                    bt = self._bundle_tls[listener.name] = BundleTls(listener, trust.state)
+                    ssl_context = bt.base
+                else:
+                    ssl_context = ssl_context_for(listener)
+                server = GatewayServer(runtimes[listener.name], ssl_context=ssl_context)
+                if listener.name in self._bundle_tls:
+                    server.trust = trust
                 server.on_connection_opened = self.metrics.connection_opened
                 server.on_connection_closed = self.metrics.connection_closed
                 host, port = _split(listener.address)
@@ -187,15 +316,24 @@ class Gateway:
                 new_listeners = {(x.name, x.address, x.tls) for x in cfg.listeners}
                 if old_listeners != new_listeners:
                     raise ConfigError("listener names, addresses or TLS changed: these need a restart")
-                runtimes, authn = await self._compile(cfg)
+                trust = await self._trust_for(cfg)
+                try:
+                    runtimes, authn = await self._compile(cfg, trust)
+                except BaseException:
+                    if trust is not None and trust is not self.trust:
+                        await trust.close()
+                    raise
             except GarrisonError as exc:
                 log.error("config reload rejected; the running config stays in force:\n%s", exc)
                 self.metrics.record_reload(False)
                 return False
             self.generation += 1
+            old_trust = self._use_trust(trust)
             for name, server in self.servers.items():
                 server.swap(runtimes[name])
             old, self.authn, self.config = self.authn, authn, cfg
+            if old_trust is not None:
+                await old_trust.close()  # its last state stays readable by requests still in flight
             self._register_key_sources(authn)
             self.metrics.declare_routes(r.name for r in cfg.routes)
             if old is not None:
@@ -207,8 +345,10 @@ class Gateway:
             return True
 
     async def _retire(self, authn: JwtAuthenticator) -> None:
-        await asyncio.sleep(OLD_AUTHN_GRACE_SECONDS)
-        await authn.close()
+        try:
+            await asyncio.sleep(OLD_AUTHN_GRACE_SECONDS)
+        finally:  # also when stop() cancels the wait: its JWKS clients must not leak
+            await authn.close()
 
     def _read_fingerprint(self) -> bytes:
         assert self.config_path is not None
@@ -238,10 +378,14 @@ class Gateway:
         self.pools.close()
         if self.admin is not None:
             await self.admin.close()
-        for t in list(self._retired):
+        retired = list(self._retired)
+        for t in retired:
             t.cancel()
+        await asyncio.gather(*retired, return_exceptions=True)
         if self.authn is not None:
             await self.authn.close()
+        if self.trust is not None:
+            await self.trust.close()
         await asyncio.get_running_loop().run_in_executor(None, self.decisions.close)
 
 
@@ -273,4 +417,4 @@ async def serve(config_path: str | Path, *, watch: bool = True) -> int:
     return 0
 
 
-__all__ = ["Gateway", "serve", "ssl_context_for"]
+__all__ = ["BundleTls", "Gateway", "serve", "ssl_context_for"]

@@ -8,6 +8,7 @@ head is complete, so a config reload never changes a request in flight.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
 import logging
 import os
@@ -15,17 +16,21 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
+from cryptography import x509
 
 from garrison.errors import HttpError, UpstreamError
 from garrison.http.framing import Framing
+from garrison.identity.authenticator import cert_thumbprint
+from garrison.identity.ca.certs import serial_hex
 from garrison.pipeline.chain import Pending
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import ResponseHead
 from garrison.pipeline.stages.dlp import ResponseDlp
 from garrison.pipeline.stages.validation import RequestValidation
+from garrison.pipeline.stages.waf import BodyCheck
 from garrison.pipeline.verdicts import CONTINUE, Deny, Respond, Verdict
 from garrison.proxy.body import BodyStream
 from garrison.proxy.build import RouteChain
@@ -59,6 +64,31 @@ _id_counter = itertools.count(1)
 
 def _new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_id_counter):010x}"
+
+
+INLINE_BODY_CHECK_BYTES = 2048  # smaller bodies are checked on the loop: a thread hop costs more
+_body_check_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+def _body_checks() -> concurrent.futures.ThreadPoolExecutor:
+    global _body_check_pool
+    if _body_check_pool is None:
+        _body_check_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="garrison-body-check")
+    return _body_check_pool
+
+
+class RevokedSerials(Protocol):
+    """Where revoked SVID serials come from (``proxy.trust.TrustPuller``): one set lookup per request."""
+
+    @property
+    def revoked_serials(self) -> frozenset[str]: ...
+
+
+def _peer_serial(der: bytes) -> str | None:
+    try:
+        return serial_hex(x509.load_der_x509_certificate(der))
+    except ValueError:  # pragma: no cover - OpenSSL verified and re-encoded this certificate
+        return None
 
 
 class Exchange:
@@ -153,6 +183,8 @@ class HttpConnection(asyncio.Protocol):
         "parsing",
         "peer_cert",
         "peer_ip",
+        "peer_serial",
+        "peer_x5t",
         "queue",
         "reading_paused",
         "ready",
@@ -173,6 +205,8 @@ class HttpConnection(asyncio.Protocol):
         self.peer_ip = ""
         self.tls = False
         self.peer_cert: bytes | None = None
+        self.peer_serial: str | None = None  # lower-case hex, for the revocation check on each request
+        self.peer_x5t: str | None = None  # RFC 8705 thumbprint, for certificate-bound tokens
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self.active: Exchange | None = None
@@ -195,7 +229,10 @@ class HttpConnection(asyncio.Protocol):
         sslobj = transport.get_extra_info("ssl_object")
         if sslobj is not None:
             self.tls = True
-            self.peer_cert = sslobj.getpeercert(binary_form=True)
+            der = self.peer_cert = sslobj.getpeercert(binary_form=True)
+            if der:  # once per connection: the request path only compares strings
+                self.peer_x5t = cert_thumbprint(der)
+                self.peer_serial = _peer_serial(der)
         limits = self.server.runtime.limits
         self.deadline = self.loop.time() + limits.idle_timeout
         self.server.connections.add(self)
@@ -341,6 +378,7 @@ class HttpConnection(asyncio.Protocol):
             now=time.time(),
             tls=self.tls,
             peer_cert_der=self.peer_cert,
+            peer_cert_x5t=self.peer_x5t,
         )
         if not ex.http11:
             ctx.http_version = "1.0"
@@ -348,7 +386,13 @@ class HttpConnection(asyncio.Protocol):
         status = 500
         try:
             verdict: Verdict | Pending
-            if ex.upgrade:
+            serial = self.peer_serial
+            trust = self.server.trust
+            if serial is not None and trust is not None and serial in trust.revoked_serials:
+                # Checked on every request, so a revocation also cuts kept-alive connections.
+                verdict = Deny(Reason.SVID_REVOKED, "tls", detail=f"client SVID serial {serial} revoked")
+                close = True
+            elif ex.upgrade:
                 verdict = Deny(Reason.METHOD_NOT_SUPPORTED, "hygiene", detail="upgrade/CONNECT not supported")
             else:
                 verdict = rt.pre.run_fast(ctx)
@@ -655,7 +699,7 @@ class HttpConnection(asyncio.Protocol):
                 conn.close()
 
     async def _validate_body(
-        self, ctx: RequestContext, ex: Exchange, validation: RequestValidation, limit: int, close: bool
+        self, ctx: RequestContext, ex: Exchange, validation: BodyCheck, limit: int, close: bool
     ) -> bytes | tuple[int, bool]:
         """Buffer the request body (at most ``limit`` bytes) and validate it: the body, or the answer sent.
 
@@ -679,7 +723,12 @@ class HttpConnection(asyncio.Protocol):
             ctx.decision = Deny(exc.reason, "hygiene")
             return self._send_error(ctx, exc.reason.status, exc.reason, (), True), True
         body = b"".join(parts)
-        deny = validation.validate_request(ctx, body)
+        if len(body) < INLINE_BODY_CHECK_BYTES:
+            deny = validation.validate_request(ctx, body)
+        else:
+            # A WAF pass over a few KB takes tens of ms of Python: off the event loop, so other
+            # connections keep being served (one worker: the checks are CPU-bound under the GIL).
+            deny = await self.loop.run_in_executor(_body_checks(), validation.validate_request, ctx, body)
         if deny is not None:
             ctx.decision = deny
             return self._send_deny(ctx, deny, close), close
@@ -881,6 +930,7 @@ class GatewayServer:
         self.connections: set[HttpConnection] = set()
         self.on_connection_opened: Callable[[], None] = _nothing  # telemetry hooks (per connection)
         self.on_connection_closed: Callable[[], None] = _nothing
+        self.trust: RevokedSerials | None = None  # client SVIDs whose serial is listed here are refused
         self.draining = False
         self._server: asyncio.AbstractServer | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -900,6 +950,18 @@ class GatewayServer:
 
     def swap(self, runtime: Runtime) -> None:
         self.runtime = runtime
+
+    def cut_revoked(self, revoked: frozenset[str]) -> int:
+        """Close the idle connections whose client SVID is now revoked; returns how many.
+
+        A connection busy with a request finishes that one; its next request is refused (``_begin``).
+        """
+        n = 0
+        for conn in list(self.connections):
+            if conn.peer_serial is not None and conn.peer_serial in revoked and conn.active is None:
+                conn.close()
+                n += 1
+        return n
 
     async def _sweep(self) -> None:
         while True:
@@ -978,4 +1040,4 @@ def _parser_reason(exc: Exception) -> Reason:
     return Reason.BAD_REQUEST
 
 
-__all__ = ["GatewayServer", "HttpConnection"]
+__all__ = ["GatewayServer", "HttpConnection", "RevokedSerials"]

@@ -1,8 +1,8 @@
 """An explicit, ordered migration list, applied in one transaction by ``Store.migrate()``.
 
-Hand-rolled rather than alembic (docs in the report): one linear history, no autogenerate, no
-env.py, no extra dependency at import time. Rules: a shipped migration is never edited; a new one
-appends ``Migration(n + 1, ...)`` written as explicit DDL, and ``schema.SCHEMA_VERSION`` follows.
+Hand-rolled rather than alembic: one linear history, no autogenerate, no env.py, no extra
+dependency. Rules: a shipped migration is never edited; its DDL is frozen text in ``ddl.py``; a new
+one appends ``Migration(n + 1, ...)`` and ``schema.SCHEMA_VERSION`` follows.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, inspect, select, text
 
-from garrison.store import schema
+from garrison.store import ddl, schema
 from garrison.store.errors import StoreError
 
 # Any constant: serializes concurrent migrators on PostgreSQL (SQLite: BEGIN IMMEDIATE does it).
@@ -26,13 +26,17 @@ class Migration:
     apply: Callable[[Connection], None]
 
 
-def _v1_initial(conn: Connection) -> None:
-    # v1 *is* the first shape of schema.py; from v2 on, migrations carry their own DDL.
-    schema.metadata.create_all(conn, checkfirst=False)
+def _run(statements: tuple[str, ...]) -> Callable[[Connection], None]:
+    def apply(conn: Connection) -> None:
+        for stmt in ddl.render(statements, conn.dialect.name):
+            conn.exec_driver_sql(stmt)
+
+    return apply
 
 
 MIGRATIONS: tuple[Migration, ...] = (
-    Migration(1, "initial schema: CA keys, SVIDs, join tokens", _v1_initial),
+    Migration(1, "initial schema: CA keys, SVIDs, join tokens, revocations, bundles, meta", _run(ddl.V1)),
+    Migration(2, "token service: assertion jtis, revoked jtis, signing keys, clients", _run(ddl.V2)),
 )
 LATEST = MIGRATIONS[-1].version
 if schema.SCHEMA_VERSION != LATEST:  # pragma: no cover - a developer error caught by any test run
@@ -46,12 +50,20 @@ def current_version(conn: Connection) -> int:
     raw = conn.execute(select(schema.meta.c.value).where(schema.meta.c.key == "schema_version")).scalar()
     if raw is None:
         return 0
-    return int(raw)
+    try:
+        return int(raw)
+    except ValueError:
+        raise StoreError(f"the store's schema_version {str(raw)[:20]!r} is not a number") from None
 
 
 def migrate(conn: Connection) -> list[int]:
-    """Apply every pending migration on ``conn`` (inside the caller's transaction). Idempotent."""
+    """Apply every pending migration on ``conn`` (inside the caller's transaction). Idempotent.
+
+    A database newer than this code is refused before anything is touched: running old code on
+    it could misread or overwrite what a newer version wrote.
+    """
     if conn.dialect.name == "postgresql":
+        # Held to commit: a second migrator waits here, then sees the new version and does nothing.
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     have = current_version(conn)
     if have > LATEST:
@@ -66,9 +78,8 @@ def migrate(conn: Connection) -> list[int]:
         m.apply(conn)
         applied.append(m.version)
     if applied:
-        values = {"key": "schema_version", "value": str(LATEST)}
         if have == 0:
-            conn.execute(schema.meta.insert().values(**values))
+            conn.execute(schema.meta.insert().values(key="schema_version", value=str(LATEST)))
         else:
             conn.execute(
                 schema.meta.update().where(schema.meta.c.key == "schema_version").values(value=str(LATEST))

@@ -71,6 +71,27 @@ class RedeemOutcome(StrEnum):
     WRONG_SPIFFE_ID = "wrong_spiffe_id"
 
 
+class SealedKind(StrEnum):
+    """Where a KEK-sealed blob lives: each kind has its own seal context (keyring, signing_keys)."""
+
+    KEK_CHECK = "kek_check"  # meta row kek_check (stored base64)
+    CA_KEY = "ca_key"  # ca_keys.sealed_key
+    SIGNING_KEY = "signing_key"  # oauth_signing_keys.sealed_key
+
+
+@dataclass(frozen=True, slots=True)
+class SealedBlob:
+    """One blob sealed under the KEK, as ``Store.reseal`` hands it over. ``repr`` omits the blob."""
+
+    kind: SealedKind
+    key: str  # ca_keys.id, oauth_signing_keys.kid, or the meta key
+    purpose: str | None  # ca_keys.purpose; None for the other kinds
+    blob: bytes
+
+    def __repr__(self) -> str:
+        return f"<SealedBlob {self.kind.value} {self.key}>"
+
+
 __all__ = [
     "BundleRecord",
     "CaKeyPurpose",
@@ -78,5 +99,7 @@ __all__ = [
     "CaKeyState",
     "JoinTokenRecord",
     "RedeemOutcome",
+    "SealedBlob",
+    "SealedKind",
     "SvidRecord",
 ]

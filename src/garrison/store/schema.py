@@ -1,7 +1,8 @@
 """The control-plane schema (SQLAlchemy Core, no ORM). Times are epoch seconds (float, UTC).
 
-This is the current shape; ``migrations.py`` is the history that builds it, and a test checks that a
-migrated database has exactly these tables and columns. Change both together, bumping SCHEMA_VERSION.
+This is the current shape; ``migrations.py`` (with the frozen DDL in ``ddl.py``) is the history that
+builds it, and a test checks that a migrated database has exactly these tables, columns and indexes.
+Change both together, bumping SCHEMA_VERSION. Nothing creates tables from this metadata.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 metadata = MetaData()
 
+# -- v1: the CA -------------------------------------------------------------------------------------
 # Key/value facts about the store itself: schema_version, kek_check.
 meta = Table(
     "meta",
@@ -95,6 +98,49 @@ bundles = Table(
     Column("ca_key_ids", Text, nullable=False),  # JSON list of the CA keys the bundle covers
 )
 
+# -- v2: the token service (identity/oauth/sql_state.py, sql_clients.py) ---------------------------
+# RFC 7523 §3 replay cache: a (client, jti) pair is refused until the assertion expires.
+oauth_assertion_jtis = Table(
+    "oauth_assertion_jtis",
+    metadata,
+    Column("client_id", String(2048), nullable=False),
+    Column("jti", String(256), nullable=False),
+    Column("expires_at", Float, nullable=False),
+    PrimaryKeyConstraint("client_id", "jti"),
+    Index("ix_oauth_assertion_jtis_expires_at", "expires_at"),
+)
+
+# RFC 7009: revoked access tokens, kept until exp + gateway leeway.
+oauth_revoked_jtis = Table(
+    "oauth_revoked_jtis",
+    metadata,
+    Column("jti", String(256), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("ix_oauth_revoked_jtis_expires_at", "expires_at"),
+)
+
+# The token signing key ring; private keys sealed with the KEK (never plaintext).
+oauth_signing_keys = Table(
+    "oauth_signing_keys",
+    metadata,
+    Column("kid", String(64), primary_key=True),
+    Column("alg", String(16), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("sealed_key", LargeBinary, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("state_since", Float, nullable=False),
+)
+
+# Registered OAuth clients: the registration's JSON form, re-validated on every read.
+oauth_clients = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(2048), primary_key=True),
+    Column("registration", Text, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("updated_at", Float, nullable=False),
+)
+
 __all__ = [
     "SCHEMA_VERSION",
     "bundles",
@@ -102,6 +148,10 @@ __all__ = [
     "join_tokens",
     "meta",
     "metadata",
+    "oauth_assertion_jtis",
+    "oauth_clients",
+    "oauth_revoked_jtis",
+    "oauth_signing_keys",
     "revocations",
     "svids",
 ]

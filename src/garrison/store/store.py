@@ -25,8 +25,10 @@ from garrison.store.records import (
     CaKeyState,
     JoinTokenRecord,
     RedeemOutcome,
+    SealedBlob,
     SvidRecord,
 )
+from garrison.store.sealed import Reseal, reseal_all
 
 
 class Store:
@@ -49,6 +51,11 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self._engine.url.render_as_string(hide_password=True)!r})"
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine, for other stores sharing this database (``SqlOAuthState``)."""
+        return self._engine
 
     @property
     def dialect(self) -> str:
@@ -89,6 +96,17 @@ class Store:
                 return str(have)
             conn.execute(schema.meta.insert().values(key=key, value=value))
             return value
+
+    # -- sealed blobs (KEK rotation) ---------------------------------------------------------------
+    def reseal(self, reseal: Reseal) -> list[SealedBlob]:
+        """Replace every KEK-sealed blob with ``reseal(blob)``, all in ONE transaction.
+
+        Order: the meta ``kek_check`` first (a wrong KEK fails before any row is touched), then CA
+        keys, then token signing keys. If ``reseal`` raises, the transaction rolls back and every
+        blob stays as it was (sealed.py). Returns the blobs as they were, in that order.
+        """
+        with self._tx() as conn:
+            return reseal_all(conn, reseal)
 
     # -- CA keys ----------------------------------------------------------------------------------
     def add_ca_key(self, rec: CaKeyRecord) -> None:

@@ -48,6 +48,25 @@ class KeySource(Protocol):
     def key_count(self) -> int: ...
 
 
+class TrustSource(Protocol):
+    """What the metrics read from the trust puller (``proxy.trust.TrustPuller``)."""
+
+    @property
+    def last_success_at(self) -> float | None: ...
+
+    @property
+    def fetch_failures(self) -> int: ...
+
+    @property
+    def sequence(self) -> int | None: ...
+
+    @property
+    def revoked_serials(self) -> frozenset[str]: ...
+
+    @property
+    def revoked_jtis(self) -> frozenset[str]: ...
+
+
 class DropCounter(Protocol):
     """Anything counting dropped decision records (a ``DecisionLog``)."""
 
@@ -93,6 +112,8 @@ class GatewayMetrics:
         self._upstream_errors: dict[tuple[str, str], int] = {}
         self._key_sources: dict[str, KeySource] = {}
         self._drop_counter: DropCounter | None = None
+        self._trust: TrustSource | None = None
+        self._trust_failures_before = 0  # of pullers replaced by a reload: the counter never goes down
         self._reloads = {"ok": 0, "error": 0}
         self._last_reload_ok = clock()  # the config this object was built from loaded successfully
         self.connections_open = 0
@@ -172,6 +193,13 @@ class GatewayMetrics:
     def set_key_sources(self, sources: Mapping[str, KeySource]) -> None:
         """Replace every key source at once (on reload: issuers gone from the config stop being exported)."""
         self._key_sources = dict(sources)
+
+    def set_trust_source(self, source: TrustSource | None) -> None:
+        """Export the trust document's age, sequence, revocation counts and fetch failures."""
+        old = self._trust
+        if old is not None and old is not source:
+            self._trust_failures_before += old.fetch_failures
+        self._trust = source
 
     def watch_decision_log(self, log: DropCounter | None) -> None:
         """Export ``log.dropped`` as ``garrison_decision_records_dropped_total``."""
@@ -255,6 +283,7 @@ class _Collector:
         yield upstream
 
         yield from self._key_families(samples)
+        yield from self._trust_families(samples)
 
         dropped = CounterMetricFamily(
             "garrison_decision_records_dropped_total",
@@ -303,9 +332,38 @@ class _Collector:
                 keys.add_metric((issuer,), n_keys)
         yield from (age, failures, keys)
 
+    def _trust_families(self, samples: bool) -> Iterator[Metric]:
+        m = self._m
+        age = GaugeMetricFamily(
+            "garrison_trust_age_seconds",
+            "Seconds since the control plane's trust document was last fetched; +Inf if never.",
+        )
+        failures = CounterMetricFamily(
+            "garrison_trust_fetch_failures_total", "Failed or refused trust document fetches."
+        )
+        sequence = GaugeMetricFamily("garrison_trust_bundle_sequence", "Sequence of the trust bundle in use.")
+        revoked = GaugeMetricFamily(
+            "garrison_trust_revoked", "Revocations in force, by kind (svid, token).", labels=("kind",)
+        )
+        src = m._trust
+        if samples and src is not None:
+            try:  # a broken source must not break the whole scrape
+                last, n_fail, seq = src.last_success_at, src.fetch_failures, src.sequence
+                n_serials, n_jtis = len(src.revoked_serials), len(src.revoked_jtis)
+            except Exception:  # noqa: S110
+                pass
+            else:
+                age.add_metric((), math.inf if last is None else max(0.0, m._clock() - last))
+                failures.add_metric((), m._trust_failures_before + n_fail)
+                if seq is not None:
+                    sequence.add_metric((), seq)
+                revoked.add_metric(("svid",), n_serials)
+                revoked.add_metric(("token",), n_jtis)
+        yield from (age, failures, sequence, revoked)
+
 
 def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-__all__ = ["DURATION_BUCKETS", "DropCounter", "GatewayMetrics", "KeySource"]
+__all__ = ["DURATION_BUCKETS", "DropCounter", "GatewayMetrics", "KeySource", "TrustSource"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,7 @@ class WafEngine:
             for phase, items in self._phases.items()
         }
         self._ids = itertools.count(1)
+        self._inspecting = threading.Lock()
         # Rules reading only request collections share one per-request list of (name, transformed
         # value) per distinct (variables, transformations): CRS repeats a handful of target lists.
         self._vkeys: dict[int, int] = {}
@@ -136,7 +138,17 @@ class WafEngine:
         paranoia_level: int | None = None,
         remove_rule_ids: Iterable[int] = (),
     ) -> WafResult:
-        """Run phases 1 and 2 over ``request``; per-route ``paranoia_level`` and rule exclusions apply."""
+        """Run phases 1 and 2 over ``request``; per-route ``paranoia_level`` and rule exclusions apply.
+
+        Thread-safe: one inspection at a time per engine, because the hyperscan databases share one
+        scratch space (the gateway inspects bodies on a worker thread, heads on the event loop).
+        """
+        with self._inspecting:
+            return self._inspect(request, paranoia_level, remove_rule_ids)
+
+    def _inspect(
+        self, request: WafRequest, paranoia_level: int | None, remove_rule_ids: Iterable[int]
+    ) -> WafResult:
         data = RequestData(request, f"{next(self._ids):020d}")
         mode = "DetectionOnly" if self.settings.detection_only else "On"
         t = Transaction(data, self.settings.initial_tx(paranoia_level), mode)

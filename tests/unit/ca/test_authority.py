@@ -356,3 +356,42 @@ def test_maintain_with_an_offline_root_reports_instead_of_rotating(store: Store,
     ca.install_intermediate(_sign_csr(csr_pem, root, root_key), c.cert_pem(root), now=NOW)
     actions = ca.maintain(NOW + 20 * 86_400)
     assert any("no online root" in a for a in actions)
+
+
+# -- server certificates (admin issuance only) ----------------------------------------------------------
+def test_admin_issuance_adds_server_names_beside_the_one_uri_san(ca: WorkloadCA) -> None:
+    import ipaddress
+
+    svid = ca.issue(make_csr([WEB]), now=NOW, server_names=("127.0.0.1", "cp.example.org", "::1"))
+    san = svid.certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.UniformResourceIdentifier) == [WEB]  # still exactly one URI SAN
+    assert san.get_values_for_type(x509.DNSName) == ["cp.example.org"]
+    assert san.get_values_for_type(x509.IPAddress) == [
+        ipaddress.ip_address("127.0.0.1"),
+        ipaddress.ip_address("::1"),
+    ]
+
+
+@pytest.mark.parametrize("name", ["-bad.example", "a..b", "spiffe://x/y", "a" * 64 + ".example", ""])
+def test_server_names_that_are_neither_ip_nor_dns_are_refused(ca: WorkloadCA, name: str) -> None:
+    with pytest.raises(SvidError, match="neither an IP literal nor a DNS name"):
+        ca.issue(make_csr([WEB]), now=NOW, server_names=(name,))
+
+
+def test_a_workload_csr_cannot_ask_for_server_names(ca: WorkloadCA) -> None:
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(x509.Name([]))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(WEB), x509.DNSName("bank.example")]),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+        .public_bytes(serialization.Encoding.PEM)
+    )
+    token = ca.create_join_token(WEB, now=NOW)
+    with pytest.raises(SvidError, match="only carry one URI SAN"):
+        ca.redeem_join_token(token, csr, now=NOW)

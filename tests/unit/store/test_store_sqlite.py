@@ -21,12 +21,13 @@ def open_store(tmp_path: Path) -> OpenStore:
     return lambda: Store.open(tmp_path / "garrison.db")
 
 
-def test_sqlite_file_is_0600_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None:
+def test_sqlite_file_is_0600_in_wal_mode_with_foreign_keys_and_synchronous_normal(tmp_path: Path) -> None:
     s = Store.open(tmp_path / "g.db")
     assert stat.S_IMODE((tmp_path / "g.db").stat().st_mode) == 0o600
     with s._engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL: safe in WAL mode
     s.close()
 
 

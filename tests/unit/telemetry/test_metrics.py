@@ -225,6 +225,8 @@ def test_package_exports_are_pinned() -> None:
         [
             "DURATION_BUCKETS",
             "AdminServer",
+            "AuditError",
+            "AuditLog",
             "DecisionLog",
             "DecisionRecord",
             "DropCounter",
@@ -232,7 +234,9 @@ def test_package_exports_are_pinned() -> None:
             "KeySource",
             "ShadowDenial",
             "decision_record",
+            "hmac_value",
             "start_admin",
+            "verify_log",
         ]
     )
     for name in telemetry.__all__:

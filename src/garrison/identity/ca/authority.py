@@ -26,7 +26,12 @@ class WorkloadCA(CaKeyring):
 
     # -- issuance ---------------------------------------------------------------------------------
     def _signer(
-        self, req: CheckedCsr, now: float, ttl: float | None, out: list[IssuedSvid]
+        self,
+        req: CheckedCsr,
+        now: float,
+        ttl: float | None,
+        out: list[IssuedSvid],
+        server_names: Sequence[str] = (),
     ) -> Callable[[CaKeyRecord | None, BundleRecord | None], SvidRecord]:
         """The signing step run inside the store's issuance transaction (sees a consistent CA state)."""
 
@@ -41,7 +46,9 @@ class WorkloadCA(CaKeyring):
             ):
                 raise CaError(f"refusing to sign: CA {cur.id} is not in the last published trust bundle")
             cert, key = self.unsealed(cur)
-            svid = build_svid(req, cert, key, now, self.settings.svid_ttl if ttl is None else ttl)
+            svid = build_svid(
+                req, cert, key, now, self.settings.svid_ttl if ttl is None else ttl, server_names
+            )
             out.append(svid)
             return SvidRecord(
                 serial=svid.serial,
@@ -55,11 +62,18 @@ class WorkloadCA(CaKeyring):
         return sign
 
     def _issue(
-        self, req: CheckedCsr, now: float, ttl: float | None, join_token: str | None = None
+        self,
+        req: CheckedCsr,
+        now: float,
+        ttl: float | None,
+        join_token: str | None = None,
+        server_names: Sequence[str] = (),
     ) -> IssuedSvid:
         out: list[IssuedSvid] = []
         token_hash = hash_join_token(join_token) if join_token is not None else None
-        outcome = self.store.issue(self._signer(req, now, ttl, out), join_token_hash=token_hash, now=now)
+        outcome = self.store.issue(
+            self._signer(req, now, ttl, out, server_names), join_token_hash=token_hash, now=now
+        )
         if outcome is RedeemOutcome.REDEEMED:
             return out[-1]
         raise JoinTokenError(
@@ -78,13 +92,15 @@ class WorkloadCA(CaKeyring):
         ttl: float | None = None,
         now: float | None = None,
         expect: str | None = None,
+        server_names: Sequence[str] = (),
     ) -> IssuedSvid:
-        """Admin issuance (already authorized by the caller). ``expect`` pins the SPIFFE ID."""
+        """Admin issuance (already authorized by the caller). ``expect`` pins the SPIFFE ID;
+        ``server_names`` adds DNS/IP SANs for a server certificate (see ``build_svid``)."""
         now = self._now(now)
         req = check_csr(csr, self.settings.trust_domain)
         if expect is not None and str(req.spiffe_id) != expect:
             raise SvidError(f"CSR is for {req.spiffe_id}, expected {expect}")
-        return self._issue(req, now, ttl)
+        return self._issue(req, now, ttl, server_names=server_names)
 
     def create_join_token(self, spiffe_id: str, *, ttl: float | None = None, now: float | None = None) -> str:
         """A one-time token for ``spiffe_id``'s first SVID. Returned once; only its hash is stored."""

@@ -27,6 +27,7 @@ from garrison.identity.ca.svid import DEFAULT_SVID_TTL
 from garrison.store import BundleRecord, CaKeyPurpose, CaKeyRecord, CaKeyState, Store
 
 _KEK_CHECK = b"garrison kek check v1"
+KEK_CHECK_CONTEXT = "garrison/meta/kek_check"  # meta row `kek_check`: a value sealed to detect a wrong KEK
 LIVE_STATES = (CaKeyState.NEXT, CaKeyState.CURRENT, CaKeyState.RETIRED)
 
 
@@ -45,7 +46,7 @@ class CaSettings:
             raise ValueError("need 0 < svid_ttl <= intermediate_ttl <= root_ttl")
 
 
-def _seal_context(key_id: str, purpose: CaKeyPurpose) -> str:
+def seal_context(key_id: str, purpose: CaKeyPurpose) -> str:
     return f"garrison/ca_keys/{key_id}/{purpose.value}"  # binds a sealed blob to its row
 
 
@@ -67,9 +68,9 @@ class CaKeyring:
 
     def _check_kek(self) -> None:
         """Fail at open, with a clear message, if this KEK did not seal this store."""
-        sealed = base64.b64encode(self._kek.seal(_KEK_CHECK, context="garrison/meta/kek_check")).decode()
+        sealed = base64.b64encode(self._kek.seal(_KEK_CHECK, context=KEK_CHECK_CONTEXT)).decode()
         stored = self.store.set_meta_once("kek_check", sealed)
-        if self._kek.unseal(base64.b64decode(stored), context="garrison/meta/kek_check") != _KEK_CHECK:
+        if self._kek.unseal(base64.b64decode(stored), context=KEK_CHECK_CONTEXT) != _KEK_CHECK:
             raise CaError(WRONG_KEK)  # pragma: no cover - AEAD makes this unreachable
 
     def _now(self, now: float | None) -> float:
@@ -94,7 +95,7 @@ class CaKeyring:
             state=state,
             created_at=now,
             parent_id=parent_id,
-            sealed_key=self._kek.seal(certs.private_key_der(key), context=_seal_context(kid, purpose)),
+            sealed_key=self._kek.seal(certs.private_key_der(key), context=seal_context(kid, purpose)),
             cert_pem=certs.cert_pem(cert) if cert is not None else None,
             csr_pem=csr_pem,
             not_before=cert.not_valid_before_utc.timestamp() if cert is not None else None,
@@ -109,7 +110,7 @@ class CaKeyring:
             return hit
         if rec.sealed_key is None or rec.cert_pem is None:
             raise CaError(f"CA key {rec.id} has no private key here (offline root?) or no certificate")
-        der = self._kek.unseal(rec.sealed_key, context=_seal_context(rec.id, rec.purpose))
+        der = self._kek.unseal(rec.sealed_key, context=seal_context(rec.id, rec.purpose))
         pair = (certs.load_cert_pem(rec.cert_pem), certs.load_private_key_der(der))
         self._keys[rec.id] = pair
         return pair
@@ -324,4 +325,4 @@ class CaKeyring:
         return last.document
 
 
-__all__ = ["LIVE_STATES", "CaKeyring", "CaSettings"]
+__all__ = ["KEK_CHECK_CONTEXT", "LIVE_STATES", "CaKeyring", "CaSettings", "seal_context"]

@@ -6,6 +6,9 @@ rows X1–X7 of research/identity-secrets-anchors.md §1b are asserted in tests/
 
 from __future__ import annotations
 
+import ipaddress
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -20,6 +23,8 @@ from garrison.identity.ca.spiffe_id import SpiffeId
 
 DEFAULT_SVID_TTL = 3600.0  # ARCHITECTURE §3: 1 h
 MAX_CSR_BYTES = 16_384
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_DNS_NAME = re.compile(rf"(?=.{{1,253}}$)({_LABEL}\.)*{_LABEL}")
 
 _LEAF_KEY_USAGE = x509.KeyUsage(
     digital_signature=True,  # X509-SVID §4.3: leaf MUST set digitalSignature
@@ -119,8 +124,14 @@ def build_svid(
     issuer_key: ec.EllipticCurvePrivateKey,
     now: float,
     ttl: float = DEFAULT_SVID_TTL,
+    server_names: Sequence[str] = (),
 ) -> IssuedSvid:
-    """Sign an SVID for ``req``: TTL capped by the issuer's remaining life, notBefore backdated."""
+    """Sign an SVID for ``req``: TTL capped by the issuer's remaining life, notBefore backdated.
+
+    ``server_names`` (DNS names or IP literals) are added as further SANs, which X509-SVID §2
+    permits, so ordinary TLS clients can verify a server by host name (the control plane's API,
+    a gateway listener). Only admin issuance passes them; workload CSRs never choose them.
+    """
     issuer_end = issuer_cert.not_valid_after_utc.timestamp()
     not_after = min(float(int(now + ttl)), issuer_end)
     if not_after <= now:
@@ -145,13 +156,28 @@ def build_svid(
         )
         # X509-SVID §2: exactly one URI SAN; critical because the subject is empty (RFC 5280 §4.2.1.6)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(str(req.spiffe_id))]), critical=True
+            x509.SubjectAlternativeName(
+                [x509.UniformResourceIdentifier(str(req.spiffe_id)), *_server_sans(server_names)]
+            ),
+            critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(req.public_key), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_pk), critical=False)
         .sign(issuer_key, hashes.SHA256())
     )
     return IssuedSvid(cert, (issuer_cert,), req.spiffe_id, serial_hex(cert))
+
+
+def _server_sans(names: Sequence[str]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            if not _DNS_NAME.fullmatch(n):
+                raise SvidError(f"server name {n[:80]!r} is neither an IP literal nor a DNS name") from None
+            out.append(x509.DNSName(n.lower()))
+    return out
 
 
 def leaf_spiffe_id(cert: x509.Certificate, trust_domain: str) -> SpiffeId:

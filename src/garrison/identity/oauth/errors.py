@@ -33,10 +33,15 @@ class ErrorCode(StrEnum):
 # never learn which check failed from the status). server_error is a 500 by RFC 6749 §4.1.2.1 analogy.
 _STATUS = {ErrorCode.INVALID_CLIENT: 401, ErrorCode.SERVER_ERROR: 500}
 
-# TODO(reason): dedicated OAUTH_* codes are proposed in the report; the closest existing ones meanwhile.
 _REASON = {
-    ErrorCode.INVALID_CLIENT: Reason.AUTHN_REQUIRED,
-    ErrorCode.INVALID_GRANT: Reason.TOKEN_BAD_SIGNATURE,
+    ErrorCode.INVALID_REQUEST: Reason.OAUTH_INVALID_REQUEST,
+    ErrorCode.INVALID_CLIENT: Reason.OAUTH_INVALID_CLIENT,
+    ErrorCode.INVALID_GRANT: Reason.OAUTH_INVALID_GRANT,
+    ErrorCode.INVALID_SCOPE: Reason.OAUTH_INVALID_SCOPE,
+    ErrorCode.UNAUTHORIZED_CLIENT: Reason.OAUTH_UNAUTHORIZED_CLIENT,
+    ErrorCode.UNSUPPORTED_GRANT_TYPE: Reason.OAUTH_UNSUPPORTED_GRANT_TYPE,
+    ErrorCode.INVALID_TARGET: Reason.OAUTH_INVALID_TARGET,
+    ErrorCode.UNSUPPORTED_TOKEN_TYPE: Reason.OAUTH_UNSUPPORTED_TOKEN_TYPE,
     ErrorCode.SERVER_ERROR: Reason.STAGE_ERROR,
 }
 

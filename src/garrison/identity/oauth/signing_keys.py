@@ -65,7 +65,7 @@ def _generate(alg: str) -> PrivateKey:
     raise ValueError(f"unsupported signing algorithm {alg!r}; use one of {sorted(SUPPORTED_ALGORITHMS)}")
 
 
-def _seal_context(kid: str) -> str:
+def seal_context(kid: str) -> str:
     return f"garrison/oauth_signing_keys/{kid}"  # binds a sealed blob to its row
 
 
@@ -99,7 +99,7 @@ class SigningKey:
         der = self.private_key.private_bytes(
             serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
         )
-        sealed = kek.seal(der, context=_seal_context(self.kid))
+        sealed = kek.seal(der, context=seal_context(self.kid))
         return SealedSigningKey(
             self.kid, self.alg, self.state.value, sealed, self.created_at, self.state_since
         )
@@ -107,7 +107,7 @@ class SigningKey:
     @classmethod
     def unseal(cls, rec: SealedSigningKey, kek: Kek) -> SigningKey:
         """Open a stored key; a wrong KEK or a tampered/moved blob raises ``SealError``."""
-        der = kek.unseal(rec.sealed_key, context=_seal_context(rec.kid))
+        der = kek.unseal(rec.sealed_key, context=seal_context(rec.kid))
         key = serialization.load_der_private_key(der, password=None)
         if not isinstance(key, PrivateKey):
             raise KeySetError(f"stored signing key {rec.kid} is not an EC or RSA key")
@@ -253,4 +253,5 @@ __all__ = [
     "SigningKey",
     "SigningKeyRing",
     "jwk_thumbprint",
+    "seal_context",
 ]

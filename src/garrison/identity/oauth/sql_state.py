@@ -1,65 +1,38 @@
 """The token service's state in the control-plane database (SQLAlchemy Core; SQLite or PostgreSQL).
 
-The tables below are a proposal for ``store/schema.py`` + migration 2; until the store adopts them,
-``SqlOAuthState.create_tables()`` creates them (``checkfirst``). SQLAlchemy errors leave this module
-as ``StoreError``. Engines come from ``garrison.store.engine.make_engine``.
+The tables are ``garrison.store.schema``'s (migration 2 creates them). SQLAlchemy and sqlite3
+errors leave this module as ``StoreError``. Engines come from ``garrison.store.engine.make_engine``.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from typing import cast
 
 import sqlalchemy.exc
-from sqlalchemy import (
-    Column,
-    Connection,
-    Engine,
-    Float,
-    LargeBinary,
-    MetaData,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    delete,
-    select,
-)
+from sqlalchemy import Connection, Engine, delete, select
 
 from garrison.errors import StoreError
 from garrison.identity.oauth.state import SealedSigningKey
 from garrison.store.engine import describe_error, make_engine
-
-metadata = MetaData()
-
-oauth_assertion_jtis = Table(
-    "oauth_assertion_jtis",  # RFC 7523 §3 replay cache: (client, jti) until the assertion expires
-    metadata,
-    Column("client_id", String(2048), nullable=False),
-    Column("jti", String(256), nullable=False),
-    Column("expires_at", Float, nullable=False, index=True),
-    PrimaryKeyConstraint("client_id", "jti"),
-)
-
-oauth_revoked_jtis = Table(
-    "oauth_revoked_jtis",  # RFC 7009: revoked access tokens until exp + gateway leeway
-    metadata,
-    Column("jti", String(256), primary_key=True),
-    Column("expires_at", Float, nullable=False, index=True),
-)
-
-oauth_signing_keys = Table(
-    "oauth_signing_keys",  # the ring; private keys sealed with the KEK (never plaintext)
-    metadata,
-    Column("kid", String(64), primary_key=True),
-    Column("alg", String(16), nullable=False),
-    Column("state", String(16), nullable=False),
-    Column("sealed_key", LargeBinary, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("state_since", Float, nullable=False),
-)
+from garrison.store.migrations import migrate
+from garrison.store.schema import oauth_assertion_jtis, oauth_revoked_jtis, oauth_signing_keys
 
 MAX_JTI_CHARS = 256
+PRUNE_INTERVAL = 60.0  # seconds between deletes of expired assertion jtis
+
+# RFC 7523 §3 single use, in one statement: the primary key refuses a live (client, jti); a row
+# whose assertion has expired (not yet pruned) is taken over, as the in-memory store forgets it.
+# Of two concurrent users exactly one gets rowcount 1 (SQLite serializes writers; PostgreSQL
+# waits for the first insert to commit, then evaluates the WHERE on the committed row).
+_USE_JTI = (
+    "INSERT INTO oauth_assertion_jtis (client_id, jti, expires_at) VALUES ({p}, {p}, {p}) "
+    "ON CONFLICT (client_id, jti) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE oauth_assertion_jtis.expires_at < {p}"
+)
 
 
 class SqlOAuthState:
@@ -67,12 +40,19 @@ class SqlOAuthState:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        self._sqlite = engine.dialect.name == "sqlite"
+        self._use_jti_sql = _USE_JTI.format(p="?" if engine.dialect.paramstyle == "qmark" else "%s")
+        self._next_prune = float("-inf")
 
     @classmethod
     def open(cls, target: str | os.PathLike[str]) -> SqlOAuthState:
-        """A SQLite path or a PostgreSQL URL, as for ``Store.open``; creates the tables if missing."""
+        """A SQLite path or a PostgreSQL URL, as for ``Store.open``; migrates the schema if needed."""
         state = cls(make_engine(target))
-        state.create_tables()
+        try:
+            state.create_tables()
+        except BaseException:
+            state.close()
+            raise
         return state
 
     def close(self) -> None:
@@ -87,23 +67,50 @@ class SqlOAuthState:
             raise StoreError(f"oauth state: store error ({describe_error(e)})") from e
 
     def create_tables(self) -> None:
+        """Bring the schema to the latest version (``Store.open`` already did, so usually a no-op).
+
+        Kept for callers that hold only an engine; the tables themselves belong to migration 2.
+        """
         with self._tx() as conn:
-            metadata.create_all(conn, checkfirst=True)
+            migrate(conn)
 
     # -- ReplayStore --------------------------------------------------------------------------
     def use_jti(self, client_id: str, jti: str, expires_at: float, now: float) -> bool:
+        """True once per live (client, jti); the row is committed before this returns True."""
         if len(jti) > MAX_JTI_CHARS:
             return False  # never stored, so never accepted: fail closed
-        t = oauth_assertion_jtis
+        if now >= self._next_prune:
+            self._next_prune = now + PRUNE_INTERVAL
+            self._prune_jtis(now)
+        params = (client_id, jti, expires_at, now)
+        if self._sqlite:
+            return self._use_jti_sqlite(params)
+        with self._tx() as conn:
+            return conn.exec_driver_sql(self._use_jti_sql, params).rowcount == 1
+
+    def _use_jti_sqlite(self, params: tuple[str, str, float, float]) -> bool:
+        """The hot path on the embedded default: one autocommit statement on the pooled sqlite3
+        connection (engine.py turns off the driver's implicit BEGIN), no SQLAlchemy execution layer.
+        Committed when ``execute`` returns; WAL + synchronous=NORMAL survives a process crash."""
         try:
-            with self._engine.begin() as conn:
-                conn.execute(delete(t).where(t.c.expires_at < now))
-                conn.execute(t.insert().values(client_id=client_id, jti=jti, expires_at=expires_at))
-            return True
-        except sqlalchemy.exc.IntegrityError:
-            return False  # the primary key says: already used
+            raw = self._engine.raw_connection()
         except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StoreError(f"oauth state: store error ({describe_error(e)})") from e
+            raise StoreError(f"oauth state: store unavailable ({describe_error(e)})") from e
+        try:
+            db = cast(sqlite3.Connection, raw.driver_connection)
+            n = db.execute(self._use_jti_sql, params).rowcount
+            if db.in_transaction:  # pragma: no cover - only if a caller left a transaction open
+                db.commit()
+            return bool(n == 1)
+        except sqlite3.Error as e:
+            raise StoreError(f"oauth state: store error ({type(e).__name__}: {e})") from e
+        finally:
+            raw.close()
+
+    def _prune_jtis(self, now: float) -> None:
+        t = oauth_assertion_jtis
+        with self._tx() as conn:
+            conn.execute(delete(t).where(t.c.expires_at < now))
 
     # -- RevocationStore ----------------------------------------------------------------------
     def revoke(self, jti: str, expires_at: float, now: float) -> None:
@@ -161,4 +168,11 @@ class SqlOAuthState:
         return f"SqlOAuthState({self._engine.url.render_as_string(hide_password=True)!r})"
 
 
-__all__ = ["SqlOAuthState", "metadata", "oauth_assertion_jtis", "oauth_revoked_jtis", "oauth_signing_keys"]
+__all__ = [
+    "MAX_JTI_CHARS",
+    "PRUNE_INTERVAL",
+    "SqlOAuthState",
+    "oauth_assertion_jtis",
+    "oauth_revoked_jtis",
+    "oauth_signing_keys",
+]

@@ -1,0 +1,108 @@
+"""SqlOAuthState on SQLite: single use of assertion jtis (RFC 7523 §3) that survives restarts and
+concurrency, lazy pruning, and the schema coming from the store's migrations."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from oauth_kit import NOW, ORDERS
+from sqlalchemy import func, select
+
+from garrison.errors import StoreError
+from garrison.identity.oauth.sql_state import MAX_JTI_CHARS, PRUNE_INTERVAL, SqlOAuthState
+from garrison.store import SCHEMA_VERSION, Store, schema
+
+
+def _rows(s: SqlOAuthState) -> int:
+    with s._engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(schema.oauth_assertion_jtis)).scalar_one())
+
+
+@pytest.fixture
+def state(tmp_path: Path) -> SqlOAuthState:
+    return SqlOAuthState.open(tmp_path / "g.db")
+
+
+def test_open_migrates_a_fresh_file_to_the_store_schema(tmp_path: Path) -> None:
+    SqlOAuthState.open(tmp_path / "g.db").close()
+    s = Store.open(tmp_path / "g.db")
+    assert s.schema_version() == SCHEMA_VERSION and s.migrate() == []
+    s.close()
+
+
+def test_create_tables_is_a_harmless_repeat(state: SqlOAuthState) -> None:
+    assert state.use_jti(ORDERS, "j", NOW + 60, NOW)
+    state.create_tables()
+    state.create_tables()
+    assert not state.use_jti(ORDERS, "j", NOW + 60, NOW)
+
+
+def test_a_replayed_assertion_is_refused_even_after_a_restart(tmp_path: Path) -> None:
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    assert s.use_jti(ORDERS, "once", NOW + 60, NOW)
+    s.close()  # the row was committed when use_jti returned True
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    assert not s.use_jti(ORDERS, "once", NOW + 60, NOW + 1)
+    assert s.use_jti("spiffe://example.org/svc/other", "once", NOW + 60, NOW + 1)  # per client
+    s.close()
+
+
+def test_an_expired_jti_is_reusable_before_any_prune(state: SqlOAuthState) -> None:
+    assert state.use_jti(ORDERS, "j", NOW + 10, NOW)
+    assert not state.use_jti(ORDERS, "j", NOW + 10, NOW + 10)  # expiry instant: still live
+    assert state.use_jti(ORDERS, "j", NOW + 100, NOW + 11)  # taken over, no prune ran (< interval)
+    assert not state.use_jti(ORDERS, "j", NOW + 100, NOW + 12)  # and single use again
+
+
+def test_expired_rows_are_pruned_at_most_once_per_interval(state: SqlOAuthState) -> None:
+    assert state.use_jti(ORDERS, "a", NOW + 1, NOW)  # first call prunes (nothing) and arms the timer
+    assert state.use_jti(ORDERS, "b", NOW + 2, NOW + 5)
+    assert _rows(state) == 2  # "a" expired, but no prune before NOW + PRUNE_INTERVAL
+    assert state.use_jti(ORDERS, "c", NOW + PRUNE_INTERVAL + 60, NOW + PRUNE_INTERVAL)
+    assert _rows(state) == 1  # a and b pruned, c kept
+
+
+def test_an_oversized_jti_is_refused_and_never_stored(state: SqlOAuthState) -> None:
+    assert not state.use_jti(ORDERS, "x" * (MAX_JTI_CHARS + 1), NOW + 60, NOW)
+    assert _rows(state) == 0
+
+
+def test_concurrent_replays_from_separate_processes_succeed_exactly_once(tmp_path: Path) -> None:
+    """Separate engines (as separate control-plane processes would have) race on one jti."""
+    n = 6
+    states = [SqlOAuthState.open(tmp_path / "g.db") for _ in range(n)]
+    barrier = threading.Barrier(n)
+    wins: list[bool] = []
+
+    def use(s: SqlOAuthState) -> None:
+        barrier.wait()
+        wins.append(s.use_jti(ORDERS, "race", NOW + 60, NOW))
+
+    threads = [threading.Thread(target=use, args=(s,)) for s in states]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    for s in states:
+        s.close()
+    assert sorted(wins) == [False] * (n - 1) + [True]
+
+
+def test_a_broken_store_is_a_store_error_not_a_driver_error(state: SqlOAuthState) -> None:
+    with state._engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE oauth_assertion_jtis")
+    with pytest.raises(StoreError, match=r"oauth state: store error .*no such table"):
+        state.use_jti(ORDERS, "j", NOW + 60, NOW)
+
+
+def test_revocations_survive_a_restart_and_expire(tmp_path: Path) -> None:
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    s.revoke("tok", NOW + 60, NOW)
+    s.close()
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    assert s.is_revoked("tok", NOW + 60) and s.revoked_jtis(NOW) == {"tok"}
+    assert not s.is_revoked("tok", NOW + 61) and s.revoked_jtis(NOW + 61) == frozenset()
+    assert "g.db" in repr(s)
+    s.close()
