@@ -22,7 +22,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import ClassVar, Protocol, Self
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from garrison.errors import ConfigError, GarrisonError
 from garrison.pipeline.context import RequestContext
@@ -30,9 +30,10 @@ from garrison.pipeline.stage import Stage
 from garrison.pipeline.verdicts import CONTINUE, Deny, Verdict
 from garrison.reasons import Reason
 from garrison.waf.config import RouteWaf, WafConfig
-from garrison.waf.engine import WafEngine
 from garrison.waf.request import WafRequest, WafResult
-from garrison.waf.seclang import expand_paths
+
+if TYPE_CHECKING:  # the engine needs the optional `waf` extra; imported when a config has `waf:`
+    from garrison.waf.engine import WafEngine
 
 log = logging.getLogger("garrison.waf")
 
@@ -109,6 +110,12 @@ class EngineCache:
             return self._get(cfg, base_dir)
 
     def _get(self, cfg: WafConfig, base_dir: Path) -> WafEngine:
+        try:  # first: without the extra, that is the one thing to say
+            import garrison.waf.engine  # noqa: F401
+        except ImportError as exc:
+            raise ConfigError(
+                f"waf: the WAF engine is not installed ({exc.name} is missing): pip install 'garrison[waf]'"
+            ) from None
         paths = _rule_files(cfg, base_dir)
         tx = cfg.engine_tx()
         try:
@@ -133,6 +140,9 @@ class EngineCache:
 
     @staticmethod
     def _load(paths: list[Path], cfg: WafConfig, tx: dict[str, str]) -> WafEngine:
+        from garrison.waf.engine import WafEngine  # importable: checked by _get
+        from garrison.waf.seclang import expand_paths
+
         try:
             engine = WafEngine.load(
                 paths,
