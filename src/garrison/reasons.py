@@ -99,6 +99,7 @@ class Reason(StrEnum):
     STORE_UNAVAILABLE = "store_unavailable", 503, "service unavailable"
     CA_UNAVAILABLE = "ca_unavailable", 503, "service unavailable"
     SVID_REVOKED = "svid_revoked", 403, "client certificate revoked"
+    CLIENT_CERT_UNKNOWN = "client_cert_unknown", 403, "client certificate not issued by this control plane"
     CLIENT_CERT_REQUIRED = "client_cert_required", 401, "client certificate required"
     ADMIN_REQUIRED = "admin_required", 403, "admin credentials required"
     NOT_FOUND = "not_found", 404, "not found"

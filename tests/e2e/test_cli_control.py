@@ -375,6 +375,24 @@ def test_join_token_issue_inspect_renew_revoke(running: Setup, tmp_path: Path, c
     assert serial2[1] in cli.ok("cert", "inspect", str(out / "svid.pem")).stdout  # files untouched
 
 
+def test_admin_token_is_never_sent_to_a_plain_http_url(tmp_path: Path, cli: Cli) -> None:
+    import socket
+
+    s = init(tmp_path)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(0.5)
+    port = listener.getsockname()[1]
+    try:
+        r = cli("client", "list", "-c", str(s.config), "--url", f"http://127.0.0.1:{port}")
+        with pytest.raises(TimeoutError):  # the CLI never even connected
+            listener.accept()
+    finally:
+        listener.close()
+    assert r.returncode == 1 and "--url must be https://" in r.stderr
+
+
 def test_admin_commands_need_the_admin_token(running: Setup, tmp_path: Path, cli: Cli) -> None:
     wrong = tmp_path / "wrong.token"
     wrong.write_text("not-the-admin-token")

@@ -328,7 +328,9 @@ def test_revocation_by_serial_and_by_spiffe_id_reaches_the_trust_document(cp: Co
         trust = c.get("/v1/trust").json()
         listed = c.get("/v1/svids", params={"spiffe_id": ident}).json()["svids"]
         valid = c.get("/v1/svids", params={"spiffe_id": ident, "valid": "true"}).json()["svids"]
-    assert {one.serial, a.serial, b.serial} <= set(trust["revoked_serials"])
+    assert one.serial in trust["revoked_serials"]  # the ID's SVIDs: one revoked_ids entry instead
+    assert {a.serial, b.serial}.isdisjoint(trust["revoked_serials"])
+    assert [e["spiffe_id"] for e in trust["revoked_ids"]] == [ident]
     assert trust["trust_domain"] == cp.trust_domain and trust["bundle"]["keys"]
     assert len(listed) == 2 and all(s["revoked_at"] is not None for s in listed)
     assert valid == []
@@ -613,8 +615,8 @@ def test_a_trickled_body_times_out_with_408(cp: ControlPlaneThread, monkeypatch:
     assert time.monotonic() - start < 4
 
 
-def test_admin_calls_fail_closed_when_the_audit_log_is_down(cp: ControlPlaneThread) -> None:
-    with cp.client() as c:
+def test_admin_calls_fail_closed_when_the_audit_log_is_down(tmp_path: Path) -> None:
+    with ControlPlaneThread(tmp_path) as cp, cp.client() as c:  # its own plane: the audit log is closed
         assert c.request("LIST", "/v1/clients", headers=cp.admin_headers).status_code == 200
         cp.plane.audit.close()  # type: ignore[attr-defined]  # the AuditLog can take no more records
         doc = err(c.post("/v1/join-tokens", json={"spiffe_id": sid(cp, "x")}, headers=cp.admin_headers),
@@ -622,3 +624,56 @@ def test_admin_calls_fail_closed_when_the_audit_log_is_down(cp: ControlPlaneThre
         err(c.post("/v1/svids/join", json={"join_token": "gjt_x", "csr": "x"}), Reason.STORE_UNAVAILABLE)
         assert c.get("/v1/trust").status_code == 200  # unaudited reads go on
     assert "audit" in doc.get("detail", "")
+
+
+def test_a_certificate_this_ca_never_issued_is_refused_even_under_our_root(
+    cp: ControlPlaneThread, tmp_path: Path
+) -> None:
+    """Another intermediate under the same root (an external root shared with other teams) can
+    chain-verify; its certificates are still refused everywhere (never issued, never revocable)."""
+    import datetime
+
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from garrison.store.records import CaKeyPurpose
+    from support.control import key_pem, write_credentials
+
+    root_rec = next(r for r in cp.plane.store.list_ca_keys() if r.purpose is CaKeyPurpose.ROOT)
+    root_cert, root_key = cp.plane.ca.unsealed(root_rec)  # stands in for the external root's owner
+    now = datetime.datetime.now(datetime.UTC)
+    td = datetime.timedelta
+    minute, day, hour = td(minutes=1), td(days=1), td(hours=1)
+    ik = ec.generate_private_key(ec.SECP256R1())
+    inter = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "other team CA")]))
+        .issuer_name(root_cert.subject).public_key(ik.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - minute).not_valid_after(now + day)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), True)
+        .sign(root_key, hashes.SHA256())
+    )  # fmt: skip
+    victim = cp.spiffe_id("svc/payments-rogue")
+    lk = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder().subject_name(x509.Name([])).issuer_name(inter.subject)
+        .public_key(lk.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - minute).not_valid_after(now + hour)
+        .add_extension(x509.SubjectAlternativeName([x509.UniformResourceIdentifier(victim)]), True)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, False, False, False, False), True)
+        .sign(ik, hashes.SHA256())
+    )  # fmt: skip
+    chain = leaf.public_bytes(Encoding.PEM) + inter.public_bytes(Encoding.PEM)
+    rogue = write_credentials(tmp_path / "rogue", chain, key_pem(lk))
+    reg = {"client_id": victim, "auth_method": "tls_client_auth", "scopes": ["read"],
+           "audiences": [cp.spiffe_id("svc/billing")]}  # fmt: skip
+    with cp.client(headers=cp.admin_headers) as c:
+        assert c.put("/v1/clients", json=reg).status_code == 201
+    with cp.client(rogue) as c:
+        token = c.post("/oauth2/token", data={"grant_type": "client_credentials", "client_id": victim})
+        renew = c.post("/v1/svids/renew", json={"csr": make_csr(victim)[1]})
+    assert token.status_code == 401 and token.json()["error"] == "invalid_client", token.text
+    err(renew, Reason.CLIENT_CERT_UNKNOWN)

@@ -4,6 +4,8 @@ document as the starting point). Every refusal names the defect; nothing here to
 from __future__ import annotations
 
 import json
+import math
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -54,10 +56,29 @@ def test_a_real_document_parses(plane: ControlPlane, doc: dict[str, Any]) -> Non
     assert "revoked_serials=1" in repr(st)
 
 
+def test_revoked_ids_parse(plane: ControlPlane) -> None:
+    sid = f"spiffe://{TD}/svc/b"
+    plane.issue_credentials(sid)
+    at = time.time() + 0.5
+    plane.ca.revoke_spiffe_id(sid, now=at)
+    doc = plane.trust_document()
+    assert doc["revoked_ids"] == [{"spiffe_id": sid, "before": math.ceil(at)}]
+    st = parse_trust_document(_body(doc), TD, 0.0)
+    assert st.revoked_ids == {sid: math.ceil(at)} and "revoked_ids=1" in repr(st)
+    twice = {**doc, "revoked_ids": [{"spiffe_id": sid, "before": 5}, {"spiffe_id": sid, "before": 9}]}
+    assert parse_trust_document(_body(twice), TD, 0.0).revoked_ids == {sid: 9}  # the later one
+
+
+def test_a_version_1_document_is_still_read(doc: dict[str, Any]) -> None:
+    old = {k: v for k, v in doc.items() if k != "revoked_ids"} | {"version": 1}
+    assert parse_trust_document(_body(old), TD, 0.0).revoked_ids == {}
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"version": 2}, "version"),
+        ({"version": 3}, "version"),
+        ({"version": "2"}, "version"),
         ({"version": True}, "version"),
         ({"trust_domain": "evil.example"}, "trust domain 'evil.example'"),
         ({"bundle_sequence": -1}, "bundle_sequence"),
@@ -73,6 +94,15 @@ def test_a_real_document_parses(plane: ControlPlane, doc: dict[str, Any]) -> Non
         ({"revoked_jtis": ["x" * 300]}, "revoked_jtis holds a value"),
         ({"revoked_jtis": [""]}, "revoked_jtis holds a value"),
         ({"generated_at": "now"}, "generated_at"),
+        ({"revoked_ids": {}}, "revoked_ids is not a list"),
+        ({"revoked_ids": ["spiffe://x/y"]}, "not {spiffe_id, before}"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://x/y"}]}, "not {spiffe_id, before}"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://x/y", "before": 1, "x": 2}]}, "not {spiffe_id, before}"),
+        ({"revoked_ids": [{"spiffe_id": "https://x/y", "before": 1}]}, "not a SPIFFE ID"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://" + "a" * 2048, "before": 1}]}, "not a SPIFFE ID"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://x/y", "before": 1.5}]}, "before that is not"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://x/y", "before": True}]}, "before that is not"),
+        ({"revoked_ids": [{"spiffe_id": "spiffe://x/y", "before": -1}]}, "before that is not"),
     ],
 )
 def test_defects_are_refused(doc: dict[str, Any], change: dict[str, Any], message: str) -> None:
@@ -81,7 +111,15 @@ def test_defects_are_refused(doc: dict[str, Any], change: dict[str, Any], messag
 
 
 def test_missing_fields_are_refused(doc: dict[str, Any]) -> None:
-    for name in ("version", "trust_domain", "bundle_sequence", "bundle", "revoked_serials", "revoked_jtis"):
+    for name in (
+        "version",
+        "trust_domain",
+        "bundle_sequence",
+        "bundle",
+        "revoked_serials",
+        "revoked_jtis",
+        "revoked_ids",  # required from version 2: missing would silently un-revoke every ID
+    ):
         d = dict(doc)
         del d[name]
         with pytest.raises(TrustDocumentError):

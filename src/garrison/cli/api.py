@@ -113,6 +113,8 @@ class ApiClient:
     ) -> None:
         import httpx
 
+        if not base_url.startswith("https://"):
+            raise CliError(f"the control-plane URL must be https://, got {base_url[:80]!r}")
         self.base_url = base_url.rstrip("/")
         headers = {"Authorization": f"Bearer {admin_token}"} if admin_token else {}
         self._client = httpx.Client(
@@ -240,9 +242,9 @@ def add_config_arg(p: argparse.ArgumentParser) -> None:
 def target_from_args(args: argparse.Namespace) -> Target:
     """``--url`` + ``--ca-file`` work without a config file (a workload host); else the config."""
     url, ca = getattr(args, "url", None), getattr(args, "ca_file", None)
+    if url and not url.startswith("https://"):  # never send a token or an admin secret in the clear
+        raise CliError("--url must be https:// (the control plane is only served over TLS)")
     if url and ca and not Path(args.config).exists():
-        if not url.startswith("https://"):
-            raise CliError("--url must be https:// (the control plane is only served over TLS)")
         return Target(url.rstrip("/"), Path(ca), None, "", Path(args.config))
     t = load_target(args.config)
     return Target(

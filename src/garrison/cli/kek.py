@@ -50,11 +50,15 @@ def rotate_command(args: argparse.Namespace) -> int:
     old_file = store_cfg.kek.file
     if old_file is not None and resolve(base_dir, old_file).resolve() == new_path:
         raise CliError(f"--new-kek-file {new_path} is the KEK file the config already uses; give a new file")
+    from garrison.control.lock import RunningLock
+
     old = load_kek(store_cfg.kek, base_dir)
-    new = generate_kek_file(new_path) if args.generate else Kek.from_file(new_path)
     store = Store.open(store_target(store_cfg, base_dir))
     try:
-        done = rotate_kek(store, old, new)
+        # A control plane running on this store would go on sealing under the old KEK: refuse.
+        with RunningLock(store, "KEK rotation"):
+            new = generate_kek_file(new_path) if args.generate else Kek.from_file(new_path)
+            done = rotate_kek(store, old, new)
     finally:
         store.close()
     print(done.summary())

@@ -8,6 +8,7 @@ extension (``scope["extensions"]["tls"]``, filled by ``server.PeerCertH11Protoco
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import re
@@ -42,7 +43,7 @@ from garrison.control.plane import ControlPlane
 from garrison.errors import IdentityError, KeySetError
 from garrison.identity.ca.certs import serial_hex
 from garrison.identity.ca.svid import IssuedSvid
-from garrison.identity.oauth.client_auth import ClientAuthContext
+from garrison.identity.oauth.client_auth import ClientAuthContext, svid_uri
 from garrison.identity.oauth.sql_clients import registration_from_json, registration_to_json
 from garrison.reasons import Reason
 
@@ -259,8 +260,15 @@ class ControlPlaneApi:
                     done = self.plane.ca.revoke_spiffe_id(sid or "", reason=reason)
                 except IdentityError as exc:
                     raise ApiError(Reason.VALIDATION_FAILED, f"spiffe_id: {exc}") from None
-            if done:
+            if done and serial is not None:
                 self.audit("svid.revoke", actor, serials=done, spiffe_id=sid, reason=reason)
+            elif sid is not None:
+                # Bounded however many SVIDs the ID had (review H2: the 64 KiB record cap). Written
+                # even when none was live: the ID revocation is recorded and its join tokens burned.
+                digest = hashlib.sha256("\n".join(sorted(done)).encode()).hexdigest()
+                self.audit(
+                    "svid.revoke", actor, spiffe_id=sid, count=len(done), serials_sha256=digest, reason=reason
+                )
             return done
 
         revoked = await run_in_threadpool(work)
@@ -390,9 +398,17 @@ class RefuseRevokedPeers:
         self.app = app
         self.plane = plane
 
-    def _revoked(self, cert: x509.Certificate) -> bool:
+    def _refusal(self, cert: x509.Certificate) -> Reason | None:
+        """Why this chain-verified peer certificate may not be used here, or None.
+
+        It must be an SVID this CA issued (its serial recorded, for the same SPIFFE ID): a
+        certificate from another intermediate under a shared root is never usable — and could
+        not be revoked either. Then revocation, by serial or by SPIFFE ID since its issuance.
+        """
         rec = self.plane.store.get_svid(serial_hex(cert))
-        return rec is not None and rec.revoked_at is not None
+        if rec is None or rec.spiffe_id != svid_uri(cert):
+            return Reason.CLIENT_CERT_UNKNOWN
+        return Reason.SVID_REVOKED if self.plane.ca.is_revoked(cert) else None
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -400,15 +416,15 @@ class RefuseRevokedPeers:
             if chain:
                 cert = x509.load_pem_x509_certificate(chain[0].encode())
                 scope["garrison.peer_cert"] = cert
-                if await run_in_threadpool(self._revoked, cert):
+                refusal = await run_in_threadpool(self._refusal, cert)
+                if refusal is not None:
                     if scope.get("path", "").startswith("/oauth2/"):
-                        doc = {"error": "invalid_client", "error_description": "certificate revoked"}
+                        doc = {"error": "invalid_client", "error_description": refusal.message}
                         body = json.dumps(doc)
                         status = 401
                     else:
-                        r = Reason.SVID_REVOKED
-                        body = json.dumps({"error": r.value, "message": r.message})
-                        status = r.status
+                        body = json.dumps({"error": refusal.value, "message": refusal.message})
+                        status = refusal.status
                     await Response(body.encode(), status, NO_STORE, media_type="application/json")(
                         scope, receive, send
                     )

@@ -39,7 +39,7 @@ log = logging.getLogger("garrison.control")
 
 CONTROL_PLANE_PATH = "/garrison/control-plane"
 ADMIN_PATH = "/garrison/admin"
-TRUST_DOCUMENT_VERSION = 1
+TRUST_DOCUMENT_VERSION = 2
 
 
 class AuditSink(Protocol):
@@ -212,7 +212,8 @@ class ControlPlane:
     def is_admin_certificate(self, cert: x509.Certificate, now: float | None = None) -> str | None:
         """The admin SPIFFE ID of a chain-verified peer certificate, or None.
 
-        Admin only if the SVID is one this CA issued and still records as unrevoked and unexpired.
+        Admin only if the SVID is one this CA issued and still records as unexpired, and it is not
+        revoked, by serial or by its SPIFFE ID (``WorkloadCA.is_revoked``).
         """
         from garrison.identity.oauth.client_auth import svid_uri
 
@@ -222,6 +223,8 @@ class ControlPlane:
             return None
         rec = self.store.get_svid(serial_hex(cert))
         if rec is None or rec.spiffe_id != uri or rec.revoked_at is not None or rec.not_after <= now:
+            return None
+        if self.ca.is_revoked(cert):
             return None
         return uri
 
@@ -261,19 +264,27 @@ class ControlPlane:
         """What data planes pull every ``bundle_refresh_seconds`` (ARCHITECTURE §9 Revocations).
 
         ``bundle`` is the SPIFFE bundle (JWK set with x5c); ``revoked_serials`` the lower-case hex
-        serials of revoked, unexpired SVIDs; ``revoked_jtis`` the revoked access-token ``jti``s
-        still inside their lifetime.
+        serials of SVIDs revoked one by one and unexpired; ``revoked_ids`` one entry
+        ``{"spiffe_id", "before"}`` per SPIFFE ID revoked as a whole (an SVID of it issued before
+        ``before`` is revoked: ``identity.ca.revocation``); ``revoked_jtis`` the revoked
+        access-token ``jti``s still inside their lifetime.
+
+        Version 2 since ``revoked_ids``: a version-1 gateway ignores unknown keys, so it would
+        accept this document and miss every ID revocation (their serials are no longer listed);
+        it refuses version 2 instead, loudly, and keeps its last good state.
         """
         now = self.clock() if now is None else now
         last = self.store.latest_bundle()
         if last is None:
             raise CaError("no trust bundle published: initialize the CA")
+        revoked = self.ca.revocation_list(now)
         return {
             "version": TRUST_DOCUMENT_VERSION,
             "trust_domain": self.trust_domain,
             "bundle_sequence": last.sequence,
             "bundle": json.loads(last.document),
-            "revoked_serials": sorted(self.ca.revocation_list(now).serials),
+            "revoked_serials": sorted(revoked.serials),
+            "revoked_ids": revoked.revoked_ids_document(),
             "revoked_jtis": sorted(self.tokens.revoked_jtis(now)),
             "refresh_seconds": self.settings.bundle_refresh_seconds,
             "generated_at": int(now),

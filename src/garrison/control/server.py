@@ -18,9 +18,10 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, MutableMapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, ClassVar, Final
 
 import uvicorn
 from starlette.applications import Starlette
@@ -28,6 +29,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from garrison.config.models import ControlPlaneConfig
 from garrison.control.app import build_app
+from garrison.control.lock import RunningLock
 from garrison.control.plane import AuditSink, ControlPlane, NullAudit, ServerCredentials, resolve
 from garrison.errors import GarrisonError
 from garrison.telemetry.admin import split_address
@@ -39,6 +41,8 @@ GRACEFUL_SHUTDOWN_SECONDS: Final = 5
 MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_CONCURRENCY: Final = 1024  # connections + tasks; beyond it uvicorn answers 503 at once
 KEEP_ALIVE_SECONDS: Final = 5
+HEAD_TIMEOUT_SECONDS: Final = 10.0  # a request head must be complete this long after its first byte
+MAX_CONNECTIONS_PER_IP: Final = 128  # one host cannot hold every connection slot (slow-client DoS)
 
 
 # -- the peer certificate for the app ---------------------------------------------------------------
@@ -65,8 +69,19 @@ class PeerCertH11Protocol(H11Protocol):
     read once there and put into the scope of every request of the connection.
     """
 
+    per_ip: ClassVar[Counter[str]] = Counter()  # open connections by client IP, across the server
+    _head_timer: asyncio.TimerHandle | None = None
+    _ip: str = ""
+
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        self._ip = self.client[0] if self.client else ""
+        self.per_ip[self._ip] += 1
+        if self.per_ip[self._ip] > MAX_CONNECTIONS_PER_IP:
+            log.warning("refusing a connection from %s: %d open", self._ip, self.per_ip[self._ip] - 1)
+            transport.abort()
+            return
+        self._watch_head()
         ext = tls_extension(transport)
         if ext is None:
             return
@@ -81,6 +96,37 @@ class PeerCertH11Protocol(H11Protocol):
             await inner(scope, receive, send)
 
         self.app = with_tls
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if self._ip in self.per_ip:
+            self.per_ip[self._ip] -= 1
+            if self.per_ip[self._ip] <= 0:
+                del self.per_ip[self._ip]
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        self._watch_head()
+
+    # uvicorn's h11 protocol has no timeout for a request head (its keep-alive timer stops at the
+    # first byte): without one a client holding half a head forever would keep its slot forever.
+    def _watch_head(self) -> None:
+        waiting = self.cycle is None or self.cycle.response_complete  # no request being served
+        if waiting and self._head_timer is None and not self.transport.is_closing():
+            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timeout)
+        elif not waiting:
+            self._cancel_head_timer()
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self.cycle is None or self.cycle.response_complete:
+            self.transport.abort()
 
     def shutdown(self) -> None:
         """As uvicorn's, but an idle connection is dropped at once: a TLS close would wait for the
@@ -123,6 +169,10 @@ class ServingTls:
         ctx.load_verify_locations(cadata=self.plane.trust_anchors_pem().decode())
         self._load(ctx, creds)
         ctx.set_alpn_protocols(["http/1.1"])
+        # No session resumption: a resumed session skips client-certificate verification against
+        # the current anchors (the ticket keys belong to the first context and never rotate).
+        ctx.options |= ssl.OP_NO_TICKET
+        ctx.num_tickets = 0
         now = self.plane.clock()
         self.sequence = last.sequence if last is not None else -1
         self.renew_at = now + (creds.not_after - now) / 2
@@ -185,11 +235,15 @@ class ControlPlaneServer:
         self._main: asyncio.Task[None] | None = None
         self._stop = threading.Event()
         self._maintainer: threading.Thread | None = None
+        self._running: RunningLock | None = None
 
     async def start(self) -> None:
         quiet = logging.getLogger("uvicorn.error")  # its start/stop chatter; our own log says it
         if quiet.level == logging.NOTSET:
             quiet.setLevel(logging.WARNING)
+        # One running control plane per store, and no KEK rotation under it (control/lock.py).
+        self._running = RunningLock(self.plane.store, "a second control plane")
+        await asyncio.to_thread(self._running.acquire)
         tls = self.tls = await asyncio.to_thread(ServingTls, self.plane)
         self.app = build_app(self.plane)
         config = uvicorn.Config(
@@ -252,6 +306,9 @@ class ControlPlaneServer:
             log.error("TLS context refresh failed: %s: %s", type(exc).__name__, exc)
 
     async def stop(self) -> None:
+        if self._running is not None:
+            self._running.release()
+            self._running = None
         self._stop.set()
         server, main = self._server, self._main
         if server is not None and main is not None:

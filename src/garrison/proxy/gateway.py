@@ -203,10 +203,11 @@ class Gateway:
         return puller
 
     def _trust_changed(self, state: TrustState) -> None:
-        for name, bt in self._bundle_tls.items():
+        for bt in self._bundle_tls.values():
             bt.update(state)
-            server = self.servers.get(name)
-            if server is not None and (n := server.cut_revoked(state.revoked_serials)):
+        # Every TLS listener refuses revoked SVIDs, whichever CA file it verifies clients with.
+        for name, server in self.servers.items():
+            if n := server.cut_revoked(state.revoked_serials, state.revoked_ids):
                 log.info("listener %s: closed %d idle connection(s) of revoked SVIDs", name, n)
 
     def _use_trust(self, trust: TrustPuller | None) -> TrustPuller | None:
@@ -219,9 +220,8 @@ class Gateway:
             trust.subscribe(self._trust_changed)
             if trust.state is not None:
                 self._trust_changed(trust.state)
-        for name in self._bundle_tls:
-            if name in self.servers:
-                self.servers[name].trust = trust
+        for server in self.servers.values():  # plain-TCP listeners have no peer serial: no effect
+            server.trust = trust
         self.metrics.set_trust_source(trust)
         return old
 
@@ -277,8 +277,7 @@ class Gateway:
                 else:
                     ssl_context = ssl_context_for(listener)
                 server = GatewayServer(runtimes[listener.name], ssl_context=ssl_context)
-                if listener.name in self._bundle_tls:
-                    server.trust = trust
+                server.trust = trust  # revoked SVIDs are refused on every TLS listener
                 server.on_connection_opened = self.metrics.connection_opened
                 server.on_connection_closed = self.metrics.connection_closed
                 host, port = _split(listener.address)

@@ -15,7 +15,7 @@ import os
 import ssl
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Protocol, cast
 
 import httptools
@@ -25,6 +25,7 @@ from garrison.errors import HttpError, UpstreamError
 from garrison.http.framing import Framing
 from garrison.identity.authenticator import cert_thumbprint
 from garrison.identity.ca.certs import serial_hex
+from garrison.identity.ca.revocation import issued_before, svid_id_of
 from garrison.pipeline.chain import Pending
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.stage import ResponseHead
@@ -78,17 +79,22 @@ def _body_checks() -> concurrent.futures.ThreadPoolExecutor:
 
 
 class RevokedSerials(Protocol):
-    """Where revoked SVID serials come from (``proxy.trust.TrustPuller``): one set lookup per request."""
+    """Where revocations come from (``proxy.trust.TrustPuller``): a set and a dict lookup per request."""
 
     @property
     def revoked_serials(self) -> frozenset[str]: ...
 
+    @property
+    def revoked_ids(self) -> Mapping[str, int]: ...  # SPIFFE ID -> before (``issued_before``)
 
-def _peer_serial(der: bytes) -> str | None:
+
+def _peer_facts(der: bytes) -> tuple[str | None, str, float]:
+    """Serial (lower-case hex), SPIFFE ID ("" if none) and notBefore of the peer's certificate."""
     try:
-        return serial_hex(x509.load_der_x509_certificate(der))
+        cert = x509.load_der_x509_certificate(der)
+        return serial_hex(cert), svid_id_of(cert) or "", cert.not_valid_before_utc.timestamp()
     except ValueError:  # pragma: no cover - OpenSSL verified and re-encoded this certificate
-        return None
+        return None, "", 0.0
 
 
 class Exchange:
@@ -182,7 +188,9 @@ class HttpConnection(asyncio.Protocol):
         "parser",
         "parsing",
         "peer_cert",
+        "peer_id",
         "peer_ip",
+        "peer_not_before",
         "peer_serial",
         "peer_x5t",
         "queue",
@@ -206,6 +214,8 @@ class HttpConnection(asyncio.Protocol):
         self.tls = False
         self.peer_cert: bytes | None = None
         self.peer_serial: str | None = None  # lower-case hex, for the revocation check on each request
+        self.peer_id = ""  # the peer SVID's SPIFFE ID and notBefore, for the check by revoked ID
+        self.peer_not_before = 0.0
         self.peer_x5t: str | None = None  # RFC 8705 thumbprint, for certificate-bound tokens
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] = deque()
@@ -232,7 +242,7 @@ class HttpConnection(asyncio.Protocol):
             der = self.peer_cert = sslobj.getpeercert(binary_form=True)
             if der:  # once per connection: the request path only compares strings
                 self.peer_x5t = cert_thumbprint(der)
-                self.peer_serial = _peer_serial(der)
+                self.peer_serial, self.peer_id, self.peer_not_before = _peer_facts(der)
         limits = self.server.runtime.limits
         self.deadline = self.loop.time() + limits.idle_timeout
         self.server.connections.add(self)
@@ -391,6 +401,15 @@ class HttpConnection(asyncio.Protocol):
             if serial is not None and trust is not None and serial in trust.revoked_serials:
                 # Checked on every request, so a revocation also cuts kept-alive connections.
                 verdict = Deny(Reason.SVID_REVOKED, "tls", detail=f"client SVID serial {serial} revoked")
+                close = True
+            elif (
+                serial is not None
+                and trust is not None
+                and (before := trust.revoked_ids.get(self.peer_id)) is not None
+                and issued_before(self.peer_not_before, before)
+            ):
+                detail = f"client SVID serial {serial} revoked: {self.peer_id} revoked after its issuance"
+                verdict = Deny(Reason.SVID_REVOKED, "tls", detail=detail)
                 close = True
             elif ex.upgrade:
                 verdict = Deny(Reason.METHOD_NOT_SUPPORTED, "hygiene", detail="upgrade/CONNECT not supported")
@@ -951,14 +970,21 @@ class GatewayServer:
     def swap(self, runtime: Runtime) -> None:
         self.runtime = runtime
 
-    def cut_revoked(self, revoked: frozenset[str]) -> int:
-        """Close the idle connections whose client SVID is now revoked; returns how many.
+    def cut_revoked(self, revoked: frozenset[str], revoked_ids: Mapping[str, int] | None = None) -> int:
+        """Close the idle connections whose client SVID is now revoked (by serial, or by its SPIFFE
+        ID when ``revoked_ids`` is given); returns how many.
 
         A connection busy with a request finishes that one; its next request is refused (``_begin``).
         """
+        ids = revoked_ids or {}
         n = 0
         for conn in list(self.connections):
-            if conn.peer_serial is not None and conn.peer_serial in revoked and conn.active is None:
+            if conn.peer_serial is None or conn.active is not None:
+                continue
+            before = ids.get(conn.peer_id)
+            if conn.peer_serial in revoked or (
+                before is not None and issued_before(conn.peer_not_before, before)
+            ):
                 conn.close()
                 n += 1
         return n

@@ -1,8 +1,9 @@
 """Trust distribution, data-plane side: pull ``GET {control_plane}/v1/trust`` and hold the last good state.
 
-The control plane publishes one document (trust anchors, revoked SVID serials, revoked token
-``jti``s; see ``ControlPlane.trust_document``). The gateway fetches it over HTTPS (server verified
-against ``control_plane.ca_file``) every ``bundle_refresh_seconds`` and swaps in a ``TrustState``.
+The control plane publishes one document (trust anchors, revoked SVID serials, SPIFFE IDs revoked
+as a whole, revoked token ``jti``s; see ``ControlPlane.trust_document``). The gateway fetches it
+over HTTPS (server verified against ``control_plane.ca_file``) every ``bundle_refresh_seconds``
+and swaps in a ``TrustState``.
 
 Invariants (the same as the JWKS provider's): reads never block and only ever see the last *good*
 state; a failed fetch, a garbage, an empty or an older (lower ``bundle_sequence``) document never
@@ -22,9 +23,10 @@ import random
 import re
 import ssl
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -39,11 +41,13 @@ from garrison.identity.keys import strict_json_object
 
 log = logging.getLogger("garrison.trust")
 
-TRUST_DOCUMENT_VERSION = 1
+TRUST_DOCUMENT_VERSION = 2  # 2 added revoked_ids; a version-1 document (no revoked_ids) is still read
+SUPPORTED_VERSIONS = (1, TRUST_DOCUMENT_VERSION)
 TRUST_PATH = "/v1/trust"
 MAX_TRUST_BYTES = 4 << 20
 MAX_LIST_ENTRIES = 1_000_000
 MAX_JTI_CHARS = 256
+MAX_SPIFFE_ID_CHARS = 2048
 START_TIMEOUT_SECONDS = 10.0
 _SERIAL = re.compile(r"[0-9a-f]{1,64}")
 _HEADERS = {"accept": "application/json", "accept-encoding": "identity"}
@@ -64,11 +68,15 @@ class TrustState:
     revoked_jtis: frozenset[str]
     generated_at: float
     fetched_at: float
+    # SPIFFE ID -> before: an SVID of that ID whose notBefore + BACKDATE < before is revoked
+    # (``identity.ca.revocation.issued_before``).
+    revoked_ids: Mapping[str, int] = field(default_factory=dict)
 
     def __repr__(self) -> str:
         return (
             f"<TrustState seq={self.sequence} anchors={len(self.anchors)} "
-            f"revoked_serials={len(self.revoked_serials)} revoked_jtis={len(self.revoked_jtis)}>"
+            f"revoked_serials={len(self.revoked_serials)} revoked_ids={len(self.revoked_ids)} "
+            f"revoked_jtis={len(self.revoked_jtis)}>"
         )
 
 
@@ -95,14 +103,40 @@ def _str_list(
     return frozenset(v)
 
 
+def _revoked_ids(doc: dict[str, Any], version: int) -> dict[str, int]:
+    """``revoked_ids``: a list of ``{"spiffe_id": "spiffe://...", "before": <int>}``, exactly those
+    keys. Required from version 2 (a missing list would silently un-revoke every revoked ID)."""
+    if version < 2 and "revoked_ids" not in doc:
+        return {}
+    v = doc.get("revoked_ids")
+    if not isinstance(v, list):
+        raise TrustDocumentError("trust document: revoked_ids is not a list")
+    if len(v) > MAX_LIST_ENTRIES:
+        raise TrustDocumentError(f"trust document: revoked_ids has more than {MAX_LIST_ENTRIES} entries")
+    out: dict[str, int] = {}
+    for e in v:
+        if not isinstance(e, dict) or set(e) != {"spiffe_id", "before"}:
+            raise TrustDocumentError(
+                "trust document: revoked_ids holds an entry that is not {spiffe_id, before}"
+            )
+        sid, before = e["spiffe_id"], e["before"]
+        if not isinstance(sid, str) or not sid.startswith("spiffe://") or len(sid) > MAX_SPIFFE_ID_CHARS:
+            raise TrustDocumentError("trust document: revoked_ids holds a spiffe_id that is not a SPIFFE ID")
+        if isinstance(before, bool) or not isinstance(before, int) or before < 0:
+            raise TrustDocumentError("trust document: revoked_ids holds a before that is not an integer ≥ 0")
+        out[sid] = max(before, out.get(sid, before))  # a repeated ID: the later revocation covers more
+    return out
+
+
 def parse_trust_document(body: bytes, trust_domain: str, now: float) -> TrustState:
     """Validate a ``/v1/trust`` body strictly; raise ``TrustDocumentError`` saying what is wrong."""
     try:
         doc = strict_json_object(body)
     except ValueError as exc:  # includes UnicodeDecodeError and duplicate names
         raise TrustDocumentError(f"trust document is not a JSON object: {exc}") from None
-    if doc.get("version") != TRUST_DOCUMENT_VERSION or isinstance(doc.get("version"), bool):
-        raise TrustDocumentError(f"trust document version {str(doc.get('version'))[:20]!r} is not supported")
+    version = doc.get("version")
+    if isinstance(version, bool) or version not in SUPPORTED_VERSIONS:
+        raise TrustDocumentError(f"trust document version {str(version)[:20]!r} is not supported")
     if doc.get("trust_domain") != trust_domain:
         got = str(doc.get("trust_domain"))[:100]
         raise TrustDocumentError(f"trust document is for trust domain {got!r}, not {trust_domain!r}")
@@ -124,11 +158,12 @@ def parse_trust_document(body: bytes, trust_domain: str, now: float) -> TrustSta
         )
     serials = _str_list(doc, "revoked_serials", _SERIAL, 64)
     jtis = _str_list(doc, "revoked_jtis", None, MAX_JTI_CHARS)
+    ids = _revoked_ids(doc, int(version))
     gen = doc.get("generated_at")
     if isinstance(gen, bool) or not isinstance(gen, int | float):
         raise TrustDocumentError("trust document: generated_at is not a number")
     pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in bundle.authorities)
-    return TrustState(sequence, bundle.authorities, pem, serials, jtis, float(gen), now)
+    return TrustState(sequence, bundle.authorities, pem, serials, jtis, float(gen), now, ids)
 
 
 class TrustPuller:
@@ -139,6 +174,7 @@ class TrustPuller:
     """
 
     EMPTY: frozenset[str] = frozenset()
+    NO_IDS: Mapping[str, int] = MappingProxyType({})
 
     def __init__(
         self,
@@ -164,6 +200,7 @@ class TrustPuller:
         self.state: TrustState | None = None
         self.revoked_serials: frozenset[str] = self.EMPTY  # hot path: one attribute read, one set lookup
         self.revoked_jtis: frozenset[str] = self.EMPTY
+        self.revoked_ids: Mapping[str, int] = self.NO_IDS  # SPIFFE ID -> before (one dict lookup)
         self.last_success_at: float | None = None
         self.fetches = 0
         self.fetch_failures = 0
@@ -306,6 +343,7 @@ class TrustPuller:
         self.state = state
         self.revoked_serials = state.revoked_serials
         self.revoked_jtis = state.revoked_jtis
+        self.revoked_ids = state.revoked_ids
         self.last_success_at = state.fetched_at
         if self._consecutive_failures:
             log.info(
@@ -313,7 +351,11 @@ class TrustPuller:
             )
         self._consecutive_failures = 0
         if old is not None and old.anchors_pem == state.anchors_pem:
-            if old.revoked_serials == state.revoked_serials and old.revoked_jtis == state.revoked_jtis:
+            if (
+                old.revoked_serials == state.revoked_serials
+                and old.revoked_jtis == state.revoked_jtis
+                and old.revoked_ids == state.revoked_ids
+            ):
                 return
             log.info("revocations now %r", state)
         else:

@@ -106,6 +106,16 @@ V2 = (
 )
 
 
+# v3: revocation by SPIFFE ID as one entry (not a serial list), one renewal per SVID.
+# svids.renewed_by: the serial that superseded this SVID (set once, in the renewal's transaction).
+# svids.revoked_via: 'serial' | 'spiffe_id' (NULL: revoked before v3, listed by serial).
+V3 = (
+    "ALTER TABLE svids ADD COLUMN renewed_by VARCHAR(40)",
+    "ALTER TABLE svids ADD COLUMN revoked_via VARCHAR(16)",
+    "CREATE INDEX ix_revocations_kind_value ON revocations (kind, value)",
+)
+
+
 def render(statements: tuple[str, ...], dialect: str) -> list[str]:
     """The statements spelled for ``dialect`` (``sqlite`` or ``postgresql``)."""
     try:
@@ -115,4 +125,4 @@ def render(statements: tuple[str, ...], dialect: str) -> list[str]:
     return [s.format(**spell) for s in statements]
 
 
-__all__ = ["V1", "V2", "render"]
+__all__ = ["V1", "V2", "V3", "render"]

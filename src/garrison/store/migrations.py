@@ -37,6 +37,7 @@ def _run(statements: tuple[str, ...]) -> Callable[[Connection], None]:
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema: CA keys, SVIDs, join tokens, revocations, bundles, meta", _run(ddl.V1)),
     Migration(2, "token service: assertion jtis, revoked jtis, signing keys, clients", _run(ddl.V2)),
+    Migration(3, "revocation by SPIFFE ID as one entry; one renewal per SVID", _run(ddl.V3)),
 )
 LATEST = MIGRATIONS[-1].version
 if schema.SCHEMA_VERSION != LATEST:  # pragma: no cover - a developer error caught by any test run

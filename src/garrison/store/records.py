@@ -41,6 +41,8 @@ class SvidRecord:
     not_after: float
     issued_at: float
     revoked_at: float | None = None
+    renewed_by: str | None = None  # the serial of the SVID that renewed this one (one renewal each)
+    revoked_via: str | None = None  # "serial" | "spiffe_id"; None if unrevoked or revoked before v3
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +71,24 @@ class RedeemOutcome(StrEnum):
     EXPIRED = "expired"
     ALREADY_USED = "already_used"
     WRONG_SPIFFE_ID = "wrong_spiffe_id"
+    # Renewal (``Store.issue(renewing=...)``): the presented SVID's row, checked in the same transaction.
+    PRESENTED_UNKNOWN = "presented_unknown"
+    PRESENTED_REVOKED = "presented_revoked"
+    PRESENTED_RENEWED = "presented_renewed"
+
+
+@dataclass(frozen=True, slots=True)
+class IssueState:
+    """What the signing step of one issuance sees, all read inside the issuance transaction.
+
+    ``id_revoked_at``: the latest revocation of the CSR's SPIFFE ID (``revoke_spiffe_id``), if any.
+    ``presented``: on renewal, the presented SVID's row (locked ``FOR UPDATE`` on PostgreSQL).
+    """
+
+    ca: CaKeyRecord | None
+    bundle: BundleRecord | None
+    id_revoked_at: float | None = None
+    presented: SvidRecord | None = None
 
 
 class SealedKind(StrEnum):
@@ -97,6 +117,7 @@ __all__ = [
     "CaKeyPurpose",
     "CaKeyRecord",
     "CaKeyState",
+    "IssueState",
     "JoinTokenRecord",
     "RedeemOutcome",
     "SealedBlob",

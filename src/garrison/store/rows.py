@@ -53,6 +53,8 @@ def svid_record(r: Row[Any]) -> SvidRecord:
         not_after=r.not_after,
         issued_at=r.issued_at,
         revoked_at=r.revoked_at,
+        renewed_by=r.renewed_by,
+        revoked_via=r.revoked_via,
     )
 
 

@@ -21,7 +21,7 @@ from sqlalchemy import (
     Text,
 )
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 metadata = MetaData()
 
 # -- v1: the CA -------------------------------------------------------------------------------------
@@ -61,6 +61,8 @@ svids = Table(
     Column("not_after", Float, nullable=False),
     Column("issued_at", Float, nullable=False),
     Column("revoked_at", Float, nullable=True),
+    Column("renewed_by", String(40), nullable=True),  # v3: the serial that renewed it (once only)
+    Column("revoked_via", String(16), nullable=True),  # v3: serial | spiffe_id; NULL: revoked before v3
     Index("ix_svids_spiffe_id", "spiffe_id"),
     Index("ix_svids_not_after", "not_after"),
 )
@@ -86,6 +88,7 @@ revocations = Table(
     Column("value", String(2048), nullable=False),
     Column("revoked_at", Float, nullable=False),
     Column("reason", Text, nullable=False),
+    Index("ix_revocations_kind_value", "kind", "value"),  # v3: the latest revocation of an ID
 )
 
 # Every published trust bundle: sequence is the SPIFFE bundle's spiffe_sequence.

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 import sqlalchemy.exc
-from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy import Connection, Engine, case, func, or_, select, update
 
 from garrison.store import rows, schema
 from garrison.store.engine import describe_error, make_engine
@@ -23,12 +23,16 @@ from garrison.store.records import (
     CaKeyPurpose,
     CaKeyRecord,
     CaKeyState,
+    IssueState,
     JoinTokenRecord,
     RedeemOutcome,
     SealedBlob,
     SvidRecord,
 )
 from garrison.store.sealed import Reseal, reseal_all
+
+# ``join_tokens.used_by_serial`` of a token burned unused by a revocation of its SPIFFE ID.
+BURNED = "revoked"
 
 
 class Store:
@@ -211,22 +215,71 @@ class Store:
 
     def issue(
         self,
-        sign: Callable[[CaKeyRecord | None, BundleRecord | None], SvidRecord],
+        sign: Callable[[IssueState], SvidRecord],
         *,
+        spiffe_id: str,
         join_token_hash: str | None = None,
+        renewing: str | None = None,
         now: float = 0.0,
     ) -> RedeemOutcome:
-        """One transaction per issuance: read the signing CA and the last bundle, let ``sign`` make
-        the SVID from them (it may raise: nothing is written), burn the join token if one is given,
-        and record the SVID. Returns ``REDEEMED`` when the SVID was recorded."""
+        """One transaction per issuance: read the signing CA, the last bundle, the latest revocation
+        of ``spiffe_id`` and (renewal) the presented SVID ``renewing``; let ``sign`` make the SVID
+        from them (it may raise: nothing is written); burn the join token if one is given; mark the
+        presented SVID renewed; record the new one. Returns ``REDEEMED`` when the SVID was recorded.
+
+        Renewal vs revocation (review M1): the presented row is read ``FOR UPDATE`` on PostgreSQL
+        and marked with a conditional UPDATE (unrevoked, not yet renewed), so a revocation and a
+        renewal of the same SVID serialize; SQLite's ``BEGIN IMMEDIATE`` serializes every writer.
+        """
         with self._tx() as conn:
-            rec = sign(*self._signing_state(conn))
+            presented: SvidRecord | None = None
+            if renewing is not None:
+                q = select(schema.svids).where(schema.svids.c.serial == renewing)
+                if conn.dialect.name == "postgresql":
+                    q = q.with_for_update()
+                r = conn.execute(q).first()
+                if r is None:
+                    return RedeemOutcome.PRESENTED_UNKNOWN
+                presented = rows.svid_record(r)
+            ca, bundle = self._signing_state(conn)
+            rec = sign(IssueState(ca, bundle, self._id_revoked_at(conn, spiffe_id), presented))
             if join_token_hash is not None:
                 outcome = self._consume(conn, join_token_hash, rec.spiffe_id, now, rec.serial)
                 if outcome is not RedeemOutcome.REDEEMED:
                     return outcome
+            if renewing is not None:
+                c = schema.svids.c
+                res = conn.execute(
+                    update(schema.svids)
+                    .where(c.serial == renewing, c.revoked_at.is_(None), c.renewed_by.is_(None))
+                    .values(renewed_by=rec.serial)
+                )
+                if res.rowcount != 1:  # only if ``sign`` did not check what it was given
+                    return (
+                        RedeemOutcome.PRESENTED_REVOKED
+                        if presented is not None and presented.renewed_by is None
+                        else RedeemOutcome.PRESENTED_RENEWED
+                    )
             self._insert_svid(conn, rec)
             return RedeemOutcome.REDEEMED
+
+    @staticmethod
+    def _id_revoked_at(conn: Connection, spiffe_id: str) -> float | None:
+        rv = schema.revocations.c
+        q = select(func.max(rv.revoked_at)).where(rv.kind == "spiffe_id", rv.value == spiffe_id)
+        at = conn.execute(q).scalar()
+        return float(at) if at is not None else None
+
+    def id_revoked_at(self, spiffe_id: str) -> float | None:
+        """When ``spiffe_id`` was last revoked as a whole (``revoke_spiffe_id``), or None."""
+        with self._tx() as conn:
+            return self._id_revoked_at(conn, spiffe_id)
+
+    def svid_and_id_revocation(self, serial: str, spiffe_id: str) -> tuple[SvidRecord | None, float | None]:
+        """An SVID's row and its ID's latest revocation, in one transaction (a peer's revocation check)."""
+        with self._tx() as conn:
+            r = conn.execute(select(schema.svids).where(schema.svids.c.serial == serial)).first()
+            return (rows.svid_record(r) if r is not None else None, self._id_revoked_at(conn, spiffe_id))
 
     # -- SVIDs ------------------------------------------------------------------------------------
     def record_svid(self, rec: SvidRecord) -> None:
@@ -245,6 +298,8 @@ class Store:
                 "not_after": rec.not_after,
                 "issued_at": rec.issued_at,
                 "revoked_at": rec.revoked_at,
+                "renewed_by": rec.renewed_by,
+                "revoked_via": rec.revoked_via,
             },
         )
 
@@ -326,7 +381,9 @@ class Store:
         c = schema.svids.c
         with self._tx() as conn:
             res = conn.execute(
-                update(schema.svids).where(c.serial == serial, c.revoked_at.is_(None)).values(revoked_at=now)
+                update(schema.svids)
+                .where(c.serial == serial, c.revoked_at.is_(None))
+                .values(revoked_at=now, revoked_via="serial")
             )
             if res.rowcount != 1:
                 return False
@@ -335,13 +392,40 @@ class Store:
             )
             return True
 
-    def revoke_spiffe_id(self, spiffe_id: str, now: float, reason: str) -> list[str]:
-        """Revoke every unexpired, unrevoked SVID of ``spiffe_id``; returns their serials."""
+    def revoke_spiffe_id(self, spiffe_id: str, now: float, reason: str, *, covered_below: float) -> list[str]:
+        """Revoke ``spiffe_id`` as a whole: one ``revocations`` row (what the trust document lists),
+        its unused join tokens burned, and every unexpired, unrevoked SVID of it marked; returns
+        their serials.
+
+        ``covered_below``: SVIDs with ``not_before`` below it are covered by the ID entry (the
+        caller's rule, see ``identity.ca.revocation``) and marked ``revoked_via='spiffe_id'``, so
+        they are not listed again by serial; any other (an SVID whose issuance raced this one) is
+        marked ``'serial'`` and listed.
+
+        PostgreSQL ordering (review M1/M5): the SVID rows are locked first, so an in-flight renewal
+        (which holds its presented row) commits before we go on; the token UPDATE waits for in-flight
+        redemptions; the final UPDATE then runs on a snapshot that includes what they recorded.
+        """
         c = schema.svids.c
         live = (c.spiffe_id == spiffe_id, c.revoked_at.is_(None), c.not_after > now)
+        jt = schema.join_tokens.c
         with self._tx() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(select(c.serial).where(*live).with_for_update()).all()
+            conn.execute(
+                update(schema.join_tokens)
+                .where(jt.spiffe_id == spiffe_id, jt.used_at.is_(None))
+                .values(used_at=now, used_by_serial=BURNED)
+            )
             serials = list(conn.execute(select(c.serial).where(*live)).scalars())
-            conn.execute(update(schema.svids).where(*live).values(revoked_at=now))
+            conn.execute(
+                update(schema.svids)
+                .where(*live)
+                .values(
+                    revoked_at=now,
+                    revoked_via=case((c.not_before < covered_below, "spiffe_id"), else_="serial"),
+                )
+            )
             conn.execute(
                 schema.revocations.insert().values(
                     kind="spiffe_id", value=spiffe_id, revoked_at=now, reason=reason
@@ -350,11 +434,40 @@ class Store:
             return serials
 
     def revoked_serials(self, now: float) -> list[str]:
-        """Serials revoked and not yet expired: once expired, no listener accepts them anyway."""
+        """Serials revoked one by one and not yet expired (once expired, no listener accepts them
+        anyway). SVIDs revoked as part of their SPIFFE ID are covered by ``revoked_ids``."""
         c = schema.svids.c
-        q = select(c.serial).where(c.revoked_at.is_not(None), c.not_after > now).order_by(c.serial)
+        q = (
+            select(c.serial)
+            .where(
+                c.revoked_at.is_not(None),
+                c.not_after > now,
+                or_(c.revoked_via.is_(None), c.revoked_via != "spiffe_id"),
+            )
+            .order_by(c.serial)
+        )
         with self._tx() as conn:
             return list(conn.execute(q).scalars())
+
+    def revoked_ids(self, now: float) -> list[tuple[str, float]]:
+        """``(spiffe_id, revoked_at)`` of each ID revoked as a whole (its latest revocation), while
+        an unexpired SVID of it issued before (within 1 s: certificate times are whole seconds)
+        exists: one entry per ID however many SVIDs it had."""
+        rv, c = schema.revocations.c, schema.svids.c
+        latest = (
+            select(rv.value.label("spiffe_id"), func.max(rv.revoked_at).label("at"))
+            .where(rv.kind == "spiffe_id")
+            .group_by(rv.value)
+            .subquery()
+        )
+        alive = (
+            select(c.serial)
+            .where(c.spiffe_id == latest.c.spiffe_id, c.not_after > now, c.issued_at < latest.c.at + 1)
+            .exists()
+        )
+        q = select(latest.c.spiffe_id, latest.c.at).where(alive).order_by(latest.c.spiffe_id)
+        with self._tx() as conn:
+            return [(str(r.spiffe_id), float(r.at)) for r in conn.execute(q)]
 
     def revocation_count(self) -> int:
         with self._tx() as conn:

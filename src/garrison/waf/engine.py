@@ -8,19 +8,18 @@ matching value, and a chain matches only when each link does. No sockets, no fil
 from __future__ import annotations
 
 import itertools
-import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from garrison.waf.actions import Transaction, to_int
+from garrison.waf.batch import transform_steps, transform_values
+from garrison.waf.operators import Captures, Operator
 from garrison.waf.prefilter import Prefilter
 from garrison.waf.request import RuleMatch, WafRequest, WafResult
 from garrison.waf.rules import Marker, Rule, Unsupported
 from garrison.waf.seclang import RuleSet, load_rules
-from garrison.waf.transforms import changers
 from garrison.waf.variables import Items, RequestData
 
 _SCORE_VARS = ("anomaly_score", "inbound_anomaly_score", "blocking_inbound_anomaly_score")
@@ -69,6 +68,11 @@ class WafEngine:
                     items.append(item)
             elif item.phase in self._phases:
                 self._phases[item.phase].append(item)
+        # Per phase, the rule at each index, or None where nothing runs (a marker, a disabled rule).
+        self._runnable: dict[int, list[Rule | None]] = {
+            phase: [it if isinstance(it, Rule) and it.disabled is None else None for it in items]
+            for phase, items in self._phases.items()
+        }
         self._markers: dict[int, dict[str, list[int]]] = {}
         for phase, items in self._phases.items():
             index: dict[str, list[int]] = {}
@@ -83,15 +87,32 @@ class WafEngine:
         self._ids = itertools.count(1)
         self._inspecting = threading.Lock()
         # Rules reading only request collections share one per-request list of (name, transformed
-        # value) per distinct (variables, transformations): CRS repeats a handful of target lists.
+        # value) per distinct (variables, exclusions, transformations): CRS repeats a handful of
+        # target lists (with the same ``!REQUEST_COOKIES:/__utm/`` exclusions).
         self._vkeys: dict[int, int] = {}
         interned: dict[tuple[object, ...], int] = {}
         for item in ruleset.items:
             link = item if isinstance(item, Rule) else None
             while link is not None:
                 if link.variables and not any(v.collection in _LIVE for v in link.variables):
-                    key = (link.variables, link.transform_names)
+                    key = (link.variables, tuple(link.exclusions), link.transform_names)
                     self._vkeys[id(link)] = interned.setdefault(key, len(interned))
+                link = link.chain
+
+        # Rules whose targets are all ``TX:key`` (count or value), with no transformation: _rule
+        # reads them straight from TX (what _values does for them, minus its generic dispatch).
+        self._txkeys: dict[int, tuple[tuple[str, str, bool], ...]] = {}
+        for item in ruleset.items:
+            link = item if isinstance(item, Rule) else None
+            while link is not None:
+                if (
+                    link.variables
+                    and not link.transform_names
+                    and all(v.collection == "TX" and v.key is not None for v in link.variables)
+                ):
+                    self._txkeys[id(link)] = tuple(
+                        (f"TX:{v.key}", v.key, v.count) for v in link.variables if v.key is not None
+                    )
                 link = link.chain
 
     @classmethod
@@ -172,9 +193,12 @@ class _Run:
         "allowed",
         "blocking_rule",
         "candidates",
-        "eligible",
         "engine",
+        "gathered",
+        "group_of",
         "matches",
+        "prefilter",
+        "scanned",
         "t",
         "would_block",
     )
@@ -186,8 +210,11 @@ class _Run:
         self.would_block = False
         self.blocking_rule: int | None = None
         self.allowed = False
-        self.candidates: set[int] | None = None
-        self.eligible: frozenset[int] = frozenset()
+        self.prefilter: Prefilter | None = None
+        self.candidates: set[int] = set()  # rules the scanned groups could not rule out
+        self.scanned: set[int] = set()  # prefilter groups scanned in this phase
+        self.gathered: dict[int, list[str]] = {}  # their raw values per target list (source_id)
+        self.group_of: dict[int, int] = {}  # id(rule) -> prefilter group (-1: none can match)
 
     def phase(self, phase: int) -> bool:
         """Run one phase; False when processing must stop (deny in blocking mode, allow, engine off)."""
@@ -195,17 +222,24 @@ class _Run:
         items = self.engine._phases[phase]
         markers = self.engine._markers[phase]
         pf = self.engine._prefilters[phase]
-        self.candidates = pf.candidates(t, _transform_all) if pf is not None else None
-        self.eligible = pf.eligible if pf is not None else frozenset()
+        runnable = self.engine._runnable[phase]
+        self.prefilter = pf
+        self.candidates = set()
+        self.scanned = set()
+        self.gathered = {}
+        self.group_of = group_of = pf.group_of if pf is not None else {}
         i = 0
         n = len(items)
         while i < n:
-            rule = items[i]
+            rule = runnable[i]
             i += 1
-            if isinstance(rule, Marker) or rule.disabled is not None or t.is_removed(rule):
+            if rule is None or (t.removing and t.is_removed(rule)):
                 continue
             if t.engine_mode == "Off":
                 return False
+            gi = group_of.get(id(rule))
+            if gi is not None and not self._candidate(rule, gi):
+                continue  # ruled out by the prefilter: the rule cannot match
             t.rule = rule
             t.matched_vars = []
             if not self._chain(rule):
@@ -226,47 +260,50 @@ class _Run:
         return True
 
     def _chain(self, rule: Rule) -> bool:
+        if rule.chain is None:
+            return self._rule(rule)
         link: Rule | None = rule
         while link is not None:
-            if not self._rule(link, link is rule):
+            if not self._rule(link):
                 return False
             link = link.chain
         return True
 
-    def _rule(self, rule: Rule, top: bool) -> bool:
+    def _rule(self, rule: Rule) -> bool:
         t = self.t
         op = rule.operator
         if op is None:  # SecAction: unconditional, actions run once
             self._actions(rule)
             return True
-        if (
-            top
-            and self.candidates is not None
-            and id(rule) in self.eligible
-            and id(rule) not in self.candidates
-        ):
-            return False
+        if rule.multi_match:
+            return self._multi(rule, op)
         # Values are read before MATCHED_VARS is reset: a chain link may target the previous link's.
-        values = self._values(rule) if rule.multi_match else self._tvalues(rule)
+        txkeys = self.engine._txkeys.get(id(rule))
+        if txkeys is not None:  # TX:key targets only, no transformation: read them directly
+            tx = t.tx
+            values: Items = []
+            for name, key, count in txkeys:
+                v = tx.get(key)
+                if count:
+                    values.append(("TX", "0" if v is None else "1"))
+                elif v is not None:
+                    values.append((name, v))
+        else:
+            values = self._tvalues(rule)
         t.matched_vars = []
         matched = False
         expand = t.expand
-        for var_name, raw in values:
-            if rule.multi_match:
-                caps = None
-                value = raw
-                for fn in (None, *rule.transforms):
-                    if fn is not None:
-                        step = fn(value)
-                        if step == value:  # same input, same (non-)match: operators are pure
-                            continue
-                        value = step
-                    caps = op.match(value, expand)
-                    if caps is not None:
-                        break
+        plain = op.plain
+        # Repeated values (a JSON array of like objects) need one operator call: without macros
+        # operators are pure functions of the value.
+        memo: dict[str, Captures | None] | None = None if op.has_macros or len(values) < 4 else {}
+        for var_name, value in values:  # values already transformed by _tvalues
+            if memo is not None and value in memo:
+                caps = memo[value]
             else:
-                value = raw  # already transformed by _tvalues
-                caps = op.match(value, expand)
+                caps = plain(value) if plain is not None else op.match(value, expand)
+                if memo is not None:
+                    memo[value] = caps
             if caps is None:
                 continue
             matched = True
@@ -277,6 +314,54 @@ class _Run:
                 t.capture(caps)
             self._actions(rule)
         return matched
+
+    def _multi(self, rule: Rule, op: Operator) -> bool:
+        """multiMatch: the operator runs on the raw value and after each step that changes it."""
+        t = self.t
+        values = self._values(rule)
+        t.matched_vars = []
+        matched = False
+        expand = t.expand
+        steps = transform_steps(t.tcache, rule.transform_names, rule.transforms, [v for _, v in values])
+        memo: dict[str, Captures | None] | None = None if op.has_macros else {}
+        for i, (var_name, raw) in enumerate(values):
+            caps = None
+            value = raw
+            for k, form in enumerate(steps):
+                if k:
+                    step = form[i]
+                    if step == value:  # same input, same (non-)match: operators are pure
+                        continue
+                    value = step
+                if memo is None:
+                    caps = op.match(value, expand)
+                elif value in memo:
+                    caps = memo[value]
+                else:
+                    caps = memo[value] = op.match(value, expand)
+                if caps is not None:
+                    break
+            if caps is None:
+                continue
+            matched = True
+            t.matched_var = value
+            t.matched_var_name = var_name
+            t.matched_vars.append((var_name, value))
+            if rule.capture:
+                t.capture(caps)
+            self._actions(rule)
+        return matched
+
+    def _candidate(self, rule: Rule, gi: int) -> bool:
+        """False when the prefilter rules ``rule`` out; its group ``gi`` is scanned on first use."""
+        pf = self.prefilter
+        assert pf is not None  # group_of is empty without a prefilter
+        if gi < 0:  # eligible but in no group (an empty @pm): never matches
+            return False
+        if gi not in self.scanned:
+            self.scanned.add(gi)
+            pf.scan(gi, self.t, self.candidates, self.gathered)
+        return id(rule) in self.candidates
 
     def _actions(self, rule: Rule) -> None:
         t = self.t
@@ -289,8 +374,8 @@ class _Run:
         """(name, transformed value) per target, from the per-request cache when the rule allows it."""
         t = self.t
         vkey = self.engine._vkeys.get(id(rule))
-        if vkey is not None and t.exclusions(rule):
-            vkey = None  # exclusions differ per rule (and per ctl): no sharing
+        if vkey is not None and t.removing_targets and t.exclusions(rule) is not rule.exclusions:
+            vkey = None  # a ctl removed targets of this rule in this request: no sharing
         if vkey is not None:
             cached = t.vcache.get(vkey)
             if cached is not None:
@@ -344,66 +429,9 @@ class _Run:
         )
 
 
-_PREFIXES: dict[tuple[str, ...], tuple[tuple[str, ...], ...]] = {}
-_CHANGERS: dict[tuple[str, ...], re.Pattern[str] | None] = {}
-
-
-_UNSET: Any = object()
-
-
-def _prefixes(names: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
-    """``names[:1]``, ``names[:2]``, ... ``names``: the cache keys of a chain's intermediate values."""
-    out = _PREFIXES.get(names)
-    if out is None:
-        out = _PREFIXES[names] = tuple(names[: k + 1] for k in range(len(names)))
-    return out
-
-
 def _transform_all(t: Transaction, rule: Rule, raws: Iterable[str]) -> list[str]:
-    """``raws`` through the rule's transformations, cached per request for every chain prefix.
-
-    Transformations are pure and keyed by name, so a value computed for ``urlDecodeUni,lowercase`` is
-    the same for any rule with that chain, and its ``urlDecodeUni`` step serves every chain starting so.
-    """
-    names = rule.transform_names
-    tcache = t.tcache
-    full = tcache.get(names)
-    if full is None:
-        full = tcache[names] = {}
-    changes = _CHANGERS.get(names, _UNSET)
-    if changes is _UNSET:
-        changes = _CHANGERS[names] = changers(names)
-    may_change = changes.search if isinstance(changes, re.Pattern) else None
-    if may_change is not None:
-        raws = list(raws)
-        if may_change("".join(raws)) is None:  # one C scan: no value holds a char any step acts on
-            return raws
-    out: list[str] = []
-    for raw in raws:
-        value = full.get(raw)
-        if value is None:
-            value = raw
-            if may_change is not None and may_change(raw) is None:  # no step can change it
-                full[raw] = raw
-                out.append(raw)
-                continue
-            prefixes = _prefixes(names)
-            start = 0
-            for k in range(len(prefixes) - 2, -1, -1):  # longest cached proper prefix first
-                hit = tcache.get(prefixes[k])
-                if hit is not None and raw in hit:
-                    value = hit[raw]
-                    start = k + 1
-                    break
-            fns = rule.transforms
-            for k in range(start, len(fns)):
-                value = fns[k](value)
-                step = tcache.get(prefixes[k])
-                if step is None:
-                    step = tcache[prefixes[k]] = {}
-                step[raw] = value
-        out.append(value)
-    return out
+    """``raws`` through the rule's transformations (batched, cached per request per chain)."""
+    return transform_values(t.tcache, rule.transform_names, rule.transforms, list(raws))
 
 
 def _skip(items: list[Rule | Marker], i: int, count: int) -> int:

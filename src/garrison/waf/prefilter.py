@@ -3,10 +3,11 @@
 Hyperscan's PREFILTER mode guarantees no false negatives (it may report a pattern that Python ``re``
 then rejects), so skipping a rule hyperscan did not report is exact. ``@pm`` phrases are exact caseless
 literals. Only rules whose inputs are fixed request collections qualify (no TX, no MATCHED_VARS, no
-macros, no multiMatch, no negation). The distinct transformed values of a chain are scanned as one
+macros, no negation). The distinct transformed values of a chain are scanned as one
 buffer joined by ``\n``: patterns are compiled multi-line, ``\n`` is a non-word character (so ``^``,
 ``$``, ``\b`` see each value's edges as they would alone) and extra matches across values only add
-candidates. Patterns using buffer anchors (``\\A``, ``\\z``, ``\\Z``, ``\\G``) or turning flags off inline
+candidates. A multiMatch rule's group scans every intermediate value of its chain too. Patterns
+using buffer anchors (``\\A``, ``\\z``, ``\\Z``, ``\\G``) or turning flags off inline
 are scanned value by value instead. Compiled at load; no I/O after.
 
 Compiling takes seconds, so compiled databases are cached on disk, named by a SHA-256 of the
@@ -25,12 +26,13 @@ import re
 import stat
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from garrison.waf.actions import Transaction
+from garrison.waf.batch import transform_list
 from garrison.waf.operators import phrases_of
 from garrison.waf.rules import Rule, VarSpec
 
@@ -67,7 +69,8 @@ _STATIC = frozenset(
         "XML",
     }
 )
-Transform = Callable[[Transaction, Rule, Iterable[str]], list[str]]
+# Per collection: None (all of it) or the keyed specs selecting from it.
+Sources = tuple[tuple[str, tuple[VarSpec, ...] | None], ...]
 _PM = frozenset({"pm", "pmfromfile", "pmf"})
 # Constructs whose meaning depends on the buffer's edges rather than a line's: no joined scan.
 _BUFFER_BOUND = re.compile(r"\\[AzZG]|\(\?[a-zA-Z]*-")
@@ -83,6 +86,9 @@ class _Group:
     keys: list[int]  # hyperscan id -> id(rule)
     empty: frozenset[int]  # rules whose pattern matches the empty string (hyperscan reports none)
     joined: bool  # scan all values as one "\n"-joined buffer
+    sources: Sources = ()  # from specs, see _sources
+    source_id: int = 0  # the same for groups with equal sources
+    multi: bool = False  # multiMatch rules: every intermediate value is scanned too
 
 
 def _eligible(rule: Rule) -> bool:
@@ -92,7 +98,6 @@ def _eligible(rule: Rule) -> bool:
         and (op.name == "rx" or op.name in _PM)
         and not op.negated
         and not op.has_macros
-        and not rule.multi_match
         and rule.disabled is None
         and bool(rule.variables)
         and all(v.collection in _STATIC and not v.count for v in rule.variables)
@@ -223,6 +228,9 @@ class Prefilter:
     def __init__(self, groups: list[_Group], eligible: frozenset[int]) -> None:
         self.groups = groups
         self.eligible = eligible
+        # id(rule) -> its group; -1 for an eligible rule in no group (nothing to search: no match).
+        self.group_of: dict[int, int] = dict.fromkeys(eligible, -1)
+        self.group_of.update((rid, i) for i, g in enumerate(groups) for rid in g.keys)
 
     @property
     def rule_count(self) -> int:
@@ -232,8 +240,8 @@ class Prefilter:
     def build(cls, rules: Sequence[Rule]) -> Prefilter | None:
         if _hs is None:
             return None
-        # (chain, joined) -> members as (rule, hyperscan expressions, flag)
-        by_chain: dict[tuple[tuple[str, ...], bool], list[tuple[Rule, list[bytes], int]]] = {}
+        # (chain, joined, multiMatch) -> members as (rule, hyperscan expressions, flag)
+        by_chain: dict[tuple[tuple[str, ...], bool, bool], list[tuple[Rule, list[bytes], int]]] = {}
         chosen = [r for r in rules if _eligible(r)]
         rx = [
             r.operator.arg.encode("latin-1", "replace")
@@ -249,16 +257,19 @@ class Prefilter:
                 if phrases is None:
                     continue
                 exprs = [re.escape(p).encode("latin-1") for p in phrases]
-                by_chain.setdefault((rule.transform_names, True), []).append((rule, exprs, _PM_FLAGS))
+                key = (rule.transform_names, True, rule.multi_match)
+                by_chain.setdefault(key, []).append((rule, exprs, _PM_FLAGS))
                 continue
             pattern = op.arg.encode("latin-1", "replace")
             if not accepted[pattern]:
                 continue
             joined = _BUFFER_BOUND.search(op.arg) is None
-            by_chain.setdefault((rule.transform_names, joined), []).append((rule, [pattern], _RX_FLAGS))
+            key = (rule.transform_names, joined, rule.multi_match)
+            by_chain.setdefault(key, []).append((rule, [pattern], _RX_FLAGS))
         groups: list[_Group] = []
         eligible: set[int] = set()
-        for (_, joined), members in by_chain.items():
+        source_ids: dict[Sources, int] = {}
+        for (_, joined, multi), members in by_chain.items():
             specs = tuple(dict.fromkeys(v for r, _, _ in members for v in r.variables))
             empty = frozenset(
                 id(r)
@@ -268,41 +279,106 @@ class Prefilter:
             exprs = [e for _, es, _ in members for e in es]
             flags = [f for _, es, f in members for _ in es]
             keys = [id(r) for r, es, _ in members for _ in es]
-            groups.append(_Group(members[0][0], _compile(exprs, flags), specs, keys, empty, joined))
+            db = _compile(exprs, flags)
+            sources = _sources(specs)
+            sid = source_ids.setdefault(sources, len(source_ids))
+            groups.append(_Group(members[0][0], db, specs, keys, empty, joined, sources, sid, multi))
             eligible.update(id(r) for r, _, _ in members)
         return cls(groups, frozenset(eligible)) if groups else None
 
-    def candidates(self, t: Transaction, transform: Transform) -> set[int]:
+    def scan(self, index: int, t: Transaction, hits: set[int], shared: dict[int, list[str]]) -> None:
+        """Add to ``hits`` the rules of group ``index`` that could match ``t``.
+
+        ``shared`` caches the gathered raw values per target list for one phase of one request.
+
+        The engine scans a group only when it reaches the group's first rule, so the groups of rules
+        a request never runs (paranoia levels above its own, skipped sections) cost nothing.
+        """
+        g = self.groups[index]
+        # Groups with the same targets (CRS repeats a few lists) share the distinct raw values.
+        raws = shared.get(g.source_id)
+        if raws is None:
+            raws = shared[g.source_id] = _gather(t, g.sources)
+        if not raws:
+            return
+        ex = g.exemplar
+        # Not through the per-request cache: filling it costs more than the few candidate rules
+        # (which transform their own values) save.
+        if g.multi:
+            values = _intermediates(ex, raws)
+        else:
+            values = transform_list(ex.transform_names, ex.transforms, raws)
+        if not all(values):
+            hits.update(g.empty)
+        keys = g.keys
+
+        def on_match(hs_id: int, _from: int, _to: int, _flags: int, _ctx: object) -> bool:
+            hits.add(keys[hs_id])
+            return False
+
+        if g.joined:
+            buf = "\n".join(filter(None, values))
+            if buf:
+                g.db.scan(buf.encode("latin-1", "replace"), match_event_handler=on_match)
+        else:
+            for value in values:
+                if value:
+                    g.db.scan(value.encode("latin-1", "replace"), match_event_handler=on_match)
+
+    def candidates(self, t: Transaction) -> set[int]:
+        """Every group scanned at once (the engine scans lazily with ``scan``; kept for tests/tools)."""
         hits: set[int] = set()
-        for g in self.groups:
-            keys = g.keys
-
-            def on_match(
-                hs_id: int, _from: int, _to: int, _flags: int, _ctx: object, _keys: list[int] = keys
-            ) -> bool:
-                hits.add(_keys[hs_id])
-                return False
-
-            raws: dict[str, None] = {}
-            for spec in g.specs:
-                for k, v in t.collection(spec.collection):
-                    if v not in raws and spec.selects(k):
-                        raws[v] = None
-            if not raws:
-                continue
-            ex = g.exemplar
-            values = transform(t, ex, raws) if ex.transform_names else list(raws)
-            if not all(values):
-                hits.update(g.empty)
-            if g.joined:
-                buf = "\n".join(v for v in values if v)
-                if buf:
-                    g.db.scan(buf.encode("latin-1", "replace"), match_event_handler=on_match)
-            else:
-                for value in values:
-                    if value:
-                        g.db.scan(value.encode("latin-1", "replace"), match_event_handler=on_match)
+        shared: dict[int, list[str]] = {}
+        for i in range(len(self.groups)):
+            self.scan(i, t, hits, shared)
         return hits
+
+
+def _intermediates(rule: Rule, raws: list[str]) -> list[str]:
+    """Every value a multiMatch rule's operator may see: the raw ones and those after each step."""
+    out: dict[str, None] = dict.fromkeys(raws)
+    values = raws
+    for name, fn in zip(rule.transform_names, rule.transforms, strict=True):
+        values = transform_list((name,), (fn,), values)
+        out.update(dict.fromkeys(values))
+    return list(out)
+
+
+def _gather(t: Transaction, sources: Sources) -> list[str]:
+    """The distinct values of ``sources`` in ``t`` (a superset of what any member rule reads)."""
+    raws: dict[str, None] = {}
+    for coll, keyed in sources:
+        items = t.collection(coll)
+        if keyed is None:
+            raws.update(dict.fromkeys([v for _, v in items]))
+        else:
+            if len(keyed) == 1:  # the usual case (REQUEST_HEADERS:User-Agent): no generator
+                sel = keyed[0].selects
+                for k, v in items:
+                    if v not in raws and sel(k):
+                        raws[v] = None
+                continue
+            for k, v in items:
+                if v not in raws and any(s.selects(k) for s in keyed):
+                    raws[v] = None
+    return list(raws)
+
+
+def _sources(specs: tuple[VarSpec, ...]) -> Sources:
+    """Per collection: None when some spec takes all of it, else the keyed specs selecting from it."""
+    out: dict[str, list[VarSpec] | None] = {}
+    for spec in specs:
+        whole = spec.key is None and spec.key_rx is None
+        if spec.collection not in out:
+            out[spec.collection] = None if whole else [spec]
+            continue
+        keyed = out[spec.collection]
+        if keyed is not None:
+            if whole:
+                out[spec.collection] = None
+            else:
+                keyed.append(spec)
+    return tuple((c, None if k is None else tuple(k)) for c, k in out.items())
 
 
 __all__ = ["Prefilter"]

@@ -19,11 +19,22 @@ _HEX = "0123456789abcdefABCDEF"
 
 
 def lowercase(s: str) -> str:
-    return s.lower() if s.isascii() else s.translate(_ASCII_LOWER)
+    """ASCII letters only (C ``tolower``): ``bytes.lower`` does exactly that, in C, for latin-1 text."""
+    if s.isascii():
+        return s.lower()
+    try:
+        return s.encode("latin-1").lower().decode("latin-1")
+    except UnicodeEncodeError:  # not latin-1 text: the per-char map
+        return s.translate(_ASCII_LOWER)
 
 
 def uppercase(s: str) -> str:
-    return s.upper() if s.isascii() else s.translate(_ASCII_UPPER)
+    if s.isascii():
+        return s.upper()
+    try:
+        return s.encode("latin-1").upper().decode("latin-1")
+    except UnicodeEncodeError:
+        return s.translate(_ASCII_UPPER)
 
 
 def _fullwidth(code: int) -> int:
@@ -38,14 +49,14 @@ _PCT_UNI = re.compile(r"%(?:[uU]([0-9a-fA-F]{4})|([0-9a-fA-F]{2}))")
 
 
 def url_decode(s: str) -> str:
-    if "%" not in s and "+" not in s:
-        return s
+    if "%" not in s:
+        return s.replace("+", " ") if "+" in s else s
     return _PCT.sub(lambda m: chr(int(m.group(1), 16)), s.replace("+", " "))
 
 
 def url_decode_uni(s: str) -> str:
-    if "%" not in s and "+" not in s:
-        return s
+    if "%" not in s:
+        return s.replace("+", " ") if "+" in s else s
 
     def repl(m: re.Match[str]) -> str:
         if m.group(1) is not None:
@@ -136,8 +147,14 @@ _CMD_TO_SPACE = re.compile(r"[ ,;\t\n\r\f\v]+")
 
 def cmd_line(s: str) -> str:
     """ModSecurity cmdLine: drop \\ " ' ^, turn , ; and whitespace into one space, no space before / or (."""
-    s = _CMD_TO_SPACE.sub(" ", s.translate(_CMD_DELETE))
-    return lowercase(_CMD_SPACE_BEFORE.sub("", s))
+    # Each step only when it can act (memchr-fast ``in`` tests): a lone space maps to itself.
+    if "\\" in s or '"' in s or "'" in s or "^" in s:
+        s = s.translate(_CMD_DELETE)
+    if "  " in s or any(c in s for c in ",;\t\n\r\f\v"):
+        s = _CMD_TO_SPACE.sub(" ", s)
+    if " /" in s or " (" in s:
+        s = _CMD_SPACE_BEFORE.sub("", s)
+    return lowercase(s)
 
 
 _WS = " \t\n\r\f\v\xa0"
@@ -163,8 +180,8 @@ def replace_nulls(s: str) -> str:
 
 def normalize_path(s: str) -> str:
     """Resolve ``.``/``..`` segments and collapse ``//`` (relative paths keep leading ``..``)."""
-    if "/" not in s and "." not in s:
-        return s
+    if "/" not in s:  # one segment: only "." and ".." mean something
+        return "" if s == "." else s
     absolute = s.startswith("/")
     trailing = s.endswith("/") or s.endswith("/.") or s.endswith("/..")
     out: list[str] = []

@@ -39,6 +39,7 @@ def test_store_all_is_pinned() -> None:
         "CaKeyPurpose",
         "CaKeyRecord",
         "CaKeyState",
+        "IssueState",
         "JoinTokenRecord",
         "RedeemOutcome",
         "SCHEMA_VERSION",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from pathlib import Path
@@ -92,12 +93,19 @@ def test_server_credentials_carry_the_server_names(plane: ControlPlane) -> None:
 def test_trust_document_lists_revocations(plane: ControlPlane) -> None:
     creds = plane.issue_credentials(f"spiffe://{TD}/svc/orders")
     doc = plane.trust_document()
-    assert doc["version"] == 1 and doc["trust_domain"] == TD and doc["revoked_serials"] == []
+    assert doc["version"] == 2 and doc["trust_domain"] == TD and doc["revoked_serials"] == []
+    assert doc["revoked_ids"] == []
     assert doc["bundle"]["spiffe_sequence"] == doc["bundle_sequence"]
     plane.ca.revoke_serial(creds.serial)
     plane.oauth_state.revoke("jti-1", time.time() + 600, time.time())
     doc = plane.trust_document()
     assert doc["revoked_serials"] == [creds.serial] and doc["revoked_jtis"] == ["jti-1"]
+    plane.issue_credentials(f"spiffe://{TD}/svc/billing")
+    at = time.time() + 0.5
+    plane.ca.revoke_spiffe_id(f"spiffe://{TD}/svc/billing", now=at)
+    doc = plane.trust_document()
+    assert doc["revoked_serials"] == [creds.serial]  # the ID's SVIDs are covered by its one entry
+    assert doc["revoked_ids"] == [{"spiffe_id": f"spiffe://{TD}/svc/billing", "before": math.ceil(at)}]
 
 
 def test_maintain_rotates_the_signing_key_when_due(plane: ControlPlane) -> None:

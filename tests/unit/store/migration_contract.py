@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import MetaData, select, text
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "ca"))
@@ -27,8 +27,8 @@ NewDb = Callable[[], str]
 V2_TABLES = {"oauth_assertion_jtis", "oauth_revoked_jtis", "oauth_signing_keys", "oauth_clients"}
 
 
-def test_schema_version_is_2() -> None:
-    assert SCHEMA_VERSION == 2
+def test_schema_version_is_3() -> None:
+    assert SCHEMA_VERSION == 3
 
 
 def test_a_fresh_database_gets_the_latest_version(new_db: NewDb) -> None:
@@ -68,34 +68,62 @@ def test_frozen_v1_ddl_equals_what_v1_created(new_db: NewDb) -> None:
         new.dispose()
 
 
-def _v1_with_a_ca(target: str, kek: Kek) -> tuple[dict[str, list[tuple[object, ...]]], str, str]:
-    """A v1 database as v1 garrison left it: a CA, an SVID, a join token, a revocation."""
-    engine = make_engine(target)
-    create_v1(engine)
-    ca = WorkloadCA(Store(engine), kek, CaSettings(TD))  # Store() does not migrate
+def _v1_with_a_ca(
+    target: str, scratch: str, kek: Kek
+) -> tuple[dict[str, list[tuple[object, ...]]], str, str, str]:
+    """A v1 database as v1 garrison left it: a CA, an SVID, a join token, a revocation.
+
+    Today's CA writes columns v1 did not have, so it runs on a ``scratch`` database and the rows
+    are copied, v1 columns only, into the v1 database at ``target``."""
+    s = Store.open(scratch)
+    ca = WorkloadCA(s, kek, CaSettings(TD))
     ca.initialize(now=NOW)
     svid = ca.issue(make_csr([WEB]), now=NOW)
     ca.create_join_token(WEB, now=NOW)
-    ca.revoke_serial(ca.issue(make_csr([WEB]), now=NOW).serial, reason="test", now=NOW)
-    data, bundle = dump(engine), ca.bundle_document()
+    revoked = ca.issue(make_csr([WEB]), now=NOW).serial
+    ca.revoke_serial(revoked, reason="test", now=NOW)
+    bundle = ca.bundle_document()
+    engine = make_engine(target)
+    create_v1(engine)
+    v1 = MetaData()
+    v1.reflect(engine, only=sorted(V1_TABLES))
+    with s.engine.connect() as src, engine.begin() as dst:
+        for name in ("ca_keys", "svids", "join_tokens", "revocations", "bundles", "meta"):
+            table = v1.tables[name]
+            rows_ = [
+                dict(r._mapping)
+                for r in src.execute(select(*[schema.metadata.tables[name].c[c.name] for c in table.c]))
+            ]
+            if name == "ca_keys":  # roots first: intermediates reference them
+                rows_.sort(key=lambda r: r["parent_id"] is not None)
+            if name == "meta":
+                rows_ = [r for r in rows_ if r["key"] != "schema_version"]
+            for r in rows_:
+                dst.execute(table.insert().values(**r))
+    s.close()
+    data = dump(engine)
     engine.dispose()
-    return data, bundle, svid.serial
+    return data, bundle, svid.serial, revoked
 
 
-def test_v1_database_upgrades_to_v2_with_its_data_intact(new_db: NewDb) -> None:
+def test_v1_database_upgrades_with_its_data_intact(new_db: NewDb) -> None:
     target, kek = new_db(), Kek.generate()
-    before, bundle, serial = _v1_with_a_ca(target, kek)
+    before, bundle, serial, revoked = _v1_with_a_ca(target, new_db(), kek)
     s = Store.open(target)
     try:
         assert s.schema_version() == SCHEMA_VERSION
         after = dump(s.engine)
         after["meta"] = [r for r in after["meta"] if r[0] != "schema_version"]
         before["meta"] = [r for r in before["meta"] if r[0] != "schema_version"]
+        n_v1 = len(before["svids"][0])  # v3 added columns at the end, NULL for existing rows
+        assert all(r[n_v1:] == (None,) * (len(r) - n_v1) for r in after["svids"])
+        after["svids"] = [r[:n_v1] for r in after["svids"]]
         assert after == before
         assert set(describe(s.engine)) >= V2_TABLES
         ca = WorkloadCA(s, kek, CaSettings(TD))  # same KEK check, same keys, same bundle
         assert ca.bundle_document() == bundle
         assert s.get_svid(serial) is not None
+        assert s.revoked_serials(NOW) == [revoked]  # revoked before v3 (revoked_via NULL): still listed
         assert ca.issue(make_csr([WEB]), now=NOW + 60).serial
         assert s.migrate() == []
     finally:
@@ -104,7 +132,7 @@ def test_v1_database_upgrades_to_v2_with_its_data_intact(new_db: NewDb) -> None:
     upgraded = make_engine(target)
     try:
         Store(reference).migrate()
-        assert describe(upgraded) == describe(reference)  # an upgraded v1 is a fresh v2
+        assert describe(upgraded) == describe(reference)  # an upgraded v1 is a fresh v3
     finally:
         reference.dispose()
         upgraded.dispose()
@@ -134,15 +162,15 @@ def test_a_newer_database_is_refused_and_left_alone(new_db: NewDb) -> None:
     Store.open(target).close()
     engine = make_engine(target)
     with engine.begin() as conn:
-        conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version").values(value="3"))
+        conn.execute(schema.meta.update().where(schema.meta.c.key == "schema_version").values(value="4"))
     engine.dispose()
-    with pytest.raises(StoreError, match=r"version 3, newer than this garrison understands \(2\)"):
+    with pytest.raises(StoreError, match=r"version 4, newer than this garrison understands \(3\)"):
         Store.open(target)
     with pytest.raises(StoreError, match="newer than this garrison"):
         SqlOAuthState.open(target)
     engine = make_engine(target)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "3"
+        assert conn.execute(text("SELECT value FROM meta WHERE key = 'schema_version'")).scalar() == "4"
     engine.dispose()
 
 
@@ -179,7 +207,7 @@ def test_concurrent_migrators_do_not_conflict(new_db: NewDb) -> None:
         t.join(timeout=30)
     try:
         assert errors == []
-        assert sorted(results) == [[], [], [], [1, 2]]
+        assert sorted(results) == [[], [], [], [1, 2, 3]]
         assert stores[0].schema_version() == SCHEMA_VERSION
     finally:
         for s in stores:

@@ -118,10 +118,33 @@ def test_revocation_by_serial_and_by_spiffe_id(store: Store) -> None:
     assert store.revoke_serial("03", NOW, "key compromise")
     assert not store.revoke_serial("03", NOW, "again")
     assert not store.revoke_serial("ff", NOW, "unknown")
-    assert sorted(store.revoke_spiffe_id(WEB, NOW, "decommissioned")) == ["01", "02"]
-    assert store.revoked_serials(NOW) == ["01", "02", "03"]
-    assert store.revoked_serials(NOW + 7200) == []  # expired ones drop off the list
+    assert sorted(store.revoke_spiffe_id(WEB, NOW, "decommissioned", covered_below=NOW)) == ["01", "02"]
+    assert store.revoked_serials(NOW) == ["03"]  # 01 and 02 are covered by the ID entry
+    assert store.revoked_ids(NOW) == [(WEB, NOW)]
+    assert store.get_svid("01").revoked_via == "spiffe_id"  # type: ignore[union-attr]
+    assert store.revoked_serials(NOW + 7200) == [] and store.revoked_ids(NOW + 7200) == []  # expired
     assert store.revocation_count() == 2
+
+
+def test_revocation_by_spiffe_id_lists_uncovered_svids_by_serial(store: Store) -> None:
+    """An SVID whose notBefore the ID rule would not refuse (its issuance raced the revocation)
+    is listed by serial, so nothing revoked in the store is accepted by a gateway."""
+    store.add_ca_key(_key())
+    store.record_svid(_svid("01"))  # not_before NOW - 10
+    assert store.revoke_spiffe_id(WEB, NOW, "", covered_below=NOW - 20) == ["01"]
+    assert store.revoked_serials(NOW) == ["01"]
+
+
+def test_revocation_by_spiffe_id_burns_its_unused_join_tokens(store: Store) -> None:
+    store.add_ca_key(_key())
+    store.add_join_token(JoinTokenRecord("h-web", WEB, NOW, NOW + 600))
+    store.add_join_token(JoinTokenRecord("h-db", DB, NOW, NOW + 600))
+    store.revoke_spiffe_id(WEB, NOW, "", covered_below=NOW)
+    burned = store.get_join_token("h-web")
+    assert burned is not None and burned.used_at == NOW and burned.used_by_serial == "revoked"
+    assert store.get_join_token("h-db").used_at is None  # type: ignore[union-attr]
+    assert store.redeem_join_token("h-web", WEB, NOW + 1, _svid("aa")) is RedeemOutcome.ALREADY_USED
+    assert store.get_svid("aa") is None
 
 
 def test_bundle_sequence_increments(store: Store) -> None:

@@ -11,14 +11,15 @@ from collections.abc import Callable, Sequence
 
 from cryptography import x509
 
-from garrison.identity.ca import certs
+from garrison.identity.ca import certs, revocation
+from garrison.identity.ca.certs import BACKDATE
 from garrison.identity.ca.errors import CaError, JoinTokenError, SvidError
 from garrison.identity.ca.join_tokens import check_ttl, hash_join_token, looks_like_join_token, new_join_token
 from garrison.identity.ca.keyring import LIVE_STATES, CaKeyring, CaSettings
-from garrison.identity.ca.revocation import RevocationList
+from garrison.identity.ca.revocation import RevocationList, id_revocation_before, issued_before
 from garrison.identity.ca.spiffe_id import SpiffeId
 from garrison.identity.ca.svid import CheckedCsr, IssuedSvid, build_svid, check_csr, leaf_spiffe_id
-from garrison.store import BundleRecord, CaKeyPurpose, CaKeyRecord, JoinTokenRecord, RedeemOutcome, SvidRecord
+from garrison.store import CaKeyPurpose, IssueState, JoinTokenRecord, RedeemOutcome, SvidRecord
 
 
 class WorkloadCA(CaKeyring):
@@ -32,10 +33,11 @@ class WorkloadCA(CaKeyring):
         ttl: float | None,
         out: list[IssuedSvid],
         server_names: Sequence[str] = (),
-    ) -> Callable[[CaKeyRecord | None, BundleRecord | None], SvidRecord]:
+    ) -> Callable[[IssueState], SvidRecord]:
         """The signing step run inside the store's issuance transaction (sees a consistent CA state)."""
 
-        def sign(cur: CaKeyRecord | None, bundle: BundleRecord | None) -> SvidRecord:
+        def sign(st: IssueState) -> SvidRecord:
+            cur, bundle = st.ca, st.bundle
             if cur is None:
                 raise CaError("no current intermediate CA: initialize or install one")
             # spire#2704: never sign with a CA that validators may not have in their bundle yet.
@@ -45,10 +47,16 @@ class WorkloadCA(CaKeyring):
                 or (cur.parent_id or "") not in bundle.ca_key_ids
             ):
                 raise CaError(f"refusing to sign: CA {cur.id} is not in the last published trust bundle")
+            if st.presented is not None:
+                _check_presented(st.presented, str(req.spiffe_id), st.id_revoked_at)
+            at = now
+            if st.id_revoked_at is not None:
+                # An SVID issued after its ID's revocation must pass ``issued_before`` everywhere:
+                # within the revocation's own second, issuance is lifted to the rounded-up ``before``.
+                at = max(now, id_revocation_before(st.id_revoked_at))
             cert, key = self.unsealed(cur)
-            svid = build_svid(
-                req, cert, key, now, self.settings.svid_ttl if ttl is None else ttl, server_names
-            )
+            ttl_ = self.settings.svid_ttl if ttl is None else ttl
+            svid = build_svid(req, cert, key, at, ttl_, server_names)
             out.append(svid)
             return SvidRecord(
                 serial=svid.serial,
@@ -68,14 +76,21 @@ class WorkloadCA(CaKeyring):
         ttl: float | None,
         join_token: str | None = None,
         server_names: Sequence[str] = (),
+        renewing: str | None = None,
     ) -> IssuedSvid:
         out: list[IssuedSvid] = []
         token_hash = hash_join_token(join_token) if join_token is not None else None
         outcome = self.store.issue(
-            self._signer(req, now, ttl, out, server_names), join_token_hash=token_hash, now=now
+            self._signer(req, now, ttl, out, server_names),
+            spiffe_id=str(req.spiffe_id),
+            join_token_hash=token_hash,
+            renewing=renewing,
+            now=now,
         )
         if outcome is RedeemOutcome.REDEEMED:
             return out[-1]
+        if outcome in _PRESENTED_ERRORS:
+            raise SvidError(_PRESENTED_ERRORS[outcome])
         raise JoinTokenError(
             {
                 RedeemOutcome.UNKNOWN: "join token is not known",
@@ -130,7 +145,8 @@ class WorkloadCA(CaKeyring):
         """Renewal authenticated by the current SVID (the mTLS peer chain, leaf first).
 
         The leaf must be an SVID this CA issued (signature by one of our intermediates, serial in
-        the store), unexpired, unrevoked, and for the same SPIFFE ID as the CSR.
+        the store), unexpired, unrevoked (by serial or by ID), not renewed before, and for the same
+        SPIFFE ID as the CSR. One renewal per SVID: a stolen SVID yields one chain, not a tree.
         """
         now = self._now(now)
         chain = (
@@ -149,28 +165,63 @@ class WorkloadCA(CaKeyring):
         ]
         if not any(certs.issued_by(leaf, certs.load_cert_pem(r.cert_pem or "")) for r in ours):
             raise SvidError("presented certificate was not issued by this CA")
-        rec = self.store.get_svid(certs.serial_hex(leaf))
-        if rec is None or rec.spiffe_id != str(leaf_id):
-            raise SvidError("presented certificate is not a known SVID")
-        if rec.revoked_at is not None:
-            raise SvidError("presented SVID is revoked")
+        serial = certs.serial_hex(leaf)
         if not (leaf.not_valid_before_utc.timestamp() <= now < leaf.not_valid_after_utc.timestamp()):
             raise SvidError("presented SVID has expired (or is not yet valid): bootstrap again")
         req = check_csr(csr, self.settings.trust_domain)
         if req.spiffe_id != leaf_id:
             raise SvidError(f"CSR is for {req.spiffe_id}, but the presented SVID is {leaf_id}")
-        return self._issue(req, now, None)
+        # Known, unrevoked, not renewed yet, its ID not revoked since: checked in the transaction
+        # that records the new SVID (review M1), which also marks the presented one renewed.
+        return self._issue(req, now, None, renewing=serial)
 
     # -- revocation -------------------------------------------------------------------------------
     def revoke_serial(self, serial: str, *, reason: str = "", now: float | None = None) -> bool:
         return self.store.revoke_serial(serial.lower(), self._now(now), reason)
 
     def revoke_spiffe_id(self, spiffe_id: str, *, reason: str = "", now: float | None = None) -> list[str]:
-        return self.store.revoke_spiffe_id(str(SpiffeId(spiffe_id)), self._now(now), reason)
+        """Revoke every SVID of ``spiffe_id`` issued until now (one trust-document entry) and burn
+        its unused join tokens; returns the serials of the SVIDs that were live."""
+        now = self._now(now)
+        covered_below = id_revocation_before(now) - BACKDATE  # ``issued_before`` solved for notBefore
+        return self.store.revoke_spiffe_id(str(SpiffeId(spiffe_id)), now, reason, covered_below=covered_below)
 
     def revocation_list(self, now: float | None = None) -> RevocationList:
         now = self._now(now)
-        return RevocationList(frozenset(self.store.revoked_serials(now)), now)
+        ids = {sid: id_revocation_before(at) for sid, at in self.store.revoked_ids(now)}
+        return RevocationList(frozenset(self.store.revoked_serials(now)), now, ids)
+
+    def is_revoked(self, cert: x509.Certificate) -> bool:
+        """Is this (chain-verified) SVID revoked, by serial or by its SPIFFE ID? For the control
+        plane's own checks; gateways apply the same rule to the trust document."""
+        sid = revocation.svid_id_of(cert)
+        rec, id_at = self.store.svid_and_id_revocation(certs.serial_hex(cert), sid or "")
+        if rec is not None and rec.revoked_at is not None:
+            return True
+        return id_at is not None and issued_before(
+            cert.not_valid_before_utc.timestamp(), id_revocation_before(id_at)
+        )
+
+
+_PRESENTED_ERRORS = {
+    RedeemOutcome.PRESENTED_UNKNOWN: "presented certificate is not a known SVID",
+    RedeemOutcome.PRESENTED_REVOKED: "presented SVID is revoked",
+    RedeemOutcome.PRESENTED_RENEWED: (
+        "presented SVID was already renewed: each SVID renews once; present the newest one"
+    ),
+}
+
+
+def _check_presented(rec: SvidRecord, spiffe_id: str, id_revoked_at: float | None) -> None:
+    """Renewal: the presented SVID's row, read (and locked) in the issuance transaction."""
+    if rec.spiffe_id != spiffe_id:
+        raise SvidError(_PRESENTED_ERRORS[RedeemOutcome.PRESENTED_UNKNOWN])
+    if rec.revoked_at is not None:
+        raise SvidError(_PRESENTED_ERRORS[RedeemOutcome.PRESENTED_REVOKED])
+    if id_revoked_at is not None and issued_before(rec.not_before, id_revocation_before(id_revoked_at)):
+        raise SvidError(f"presented SVID is revoked: {spiffe_id} was revoked after it was issued")
+    if rec.renewed_by is not None:
+        raise SvidError(_PRESENTED_ERRORS[RedeemOutcome.PRESENTED_RENEWED])
 
 
 __all__ = ["CaSettings", "WorkloadCA"]
