@@ -7,6 +7,8 @@ SQLite takes the write lock at BEGIN, so two writers never deadlock on a lock up
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -66,4 +68,18 @@ def make_engine(target: str | os.PathLike[str]) -> Engine:
         raise StoreError(f"cannot create store file {raw}: {e.strerror}") from e
 
 
-__all__ = ["describe_error", "make_engine", "sqlite_engine"]
+@contextmanager
+def transaction(engine: Engine, what: str = "store") -> Iterator[Connection]:
+    """One transaction on ``engine``; every database exception leaves as ``StoreError`` naming ``what``."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sqlalchemy.exc.IntegrityError as e:
+        raise StoreError(f"{what}: constraint violated ({describe_error(e)})") from e
+    except sqlalchemy.exc.OperationalError as e:
+        raise StoreError(f"{what} unavailable ({describe_error(e)})") from e
+    except sqlalchemy.exc.SQLAlchemyError as e:
+        raise StoreError(f"{what} error ({describe_error(e)})") from e
+
+
+__all__ = ["describe_error", "make_engine", "sqlite_engine", "transaction"]

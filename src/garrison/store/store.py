@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
+from contextlib import AbstractContextManager
 
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, case, func, or_, select, update
 
 from garrison.store import rows, schema
-from garrison.store.engine import describe_error, make_engine
+from garrison.store.engine import make_engine, transaction
 from garrison.store.errors import StoreError
 from garrison.store.migrations import current_version, migrate
 from garrison.store.records import (
@@ -65,17 +64,8 @@ class Store:
     def dialect(self) -> str:
         return self._engine.dialect.name
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except sqlalchemy.exc.IntegrityError as e:
-            raise StoreError(f"store constraint violated ({describe_error(e)})") from e
-        except sqlalchemy.exc.OperationalError as e:
-            raise StoreError(f"store unavailable ({describe_error(e)})") from e
-        except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StoreError(f"store error ({describe_error(e)})") from e
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, "store")
 
     # -- schema ---------------------------------------------------------------------------------
     def migrate(self) -> list[int]:

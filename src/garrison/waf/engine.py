@@ -307,13 +307,18 @@ class _Run:
             if caps is None:
                 continue
             matched = True
-            t.matched_var = value
-            t.matched_var_name = var_name
-            t.matched_vars.append((var_name, value))
-            if rule.capture:
-                t.capture(caps)
-            self._actions(rule)
+            self._matched(rule, var_name, value, caps)
         return matched
+
+    def _matched(self, rule: Rule, var_name: str, value: str, caps: Captures) -> None:
+        """One variable matched: MATCHED_VAR(S), captures, then the rule's actions."""
+        t = self.t
+        t.matched_var = value
+        t.matched_var_name = var_name
+        t.matched_vars.append((var_name, value))
+        if rule.capture:
+            t.capture(caps)
+        self._actions(rule)
 
     def _multi(self, rule: Rule, op: Operator) -> bool:
         """multiMatch: the operator runs on the raw value and after each step that changes it."""
@@ -344,12 +349,7 @@ class _Run:
             if caps is None:
                 continue
             matched = True
-            t.matched_var = value
-            t.matched_var_name = var_name
-            t.matched_vars.append((var_name, value))
-            if rule.capture:
-                t.capture(caps)
-            self._actions(rule)
+            self._matched(rule, var_name, value, caps)
         return matched
 
     def _candidate(self, rule: Rule, gi: int) -> bool:

@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from garrison.config.models import Issuer
 from garrison.errors import TokenError
+from garrison.identity.ca.revocation import svid_id_of
 from garrison.identity.oauth.clients import (
     ASSERTION_ALGORITHMS,
     AuthMethod,
@@ -48,12 +49,7 @@ def certificate_thumbprint(cert: x509.Certificate) -> str:
 
 def svid_uri(cert: x509.Certificate) -> str | None:
     """The SPIFFE ID of an X.509-SVID: its one URI SAN (X509-SVID §2), else None."""
-    try:
-        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except (x509.ExtensionNotFound, ValueError):
-        return None
-    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
-    return uris[0] if len(uris) == 1 else None
+    return svid_id_of(cert)
 
 
 @dataclass(frozen=True, slots=True)

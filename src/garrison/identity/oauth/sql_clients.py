@@ -12,17 +12,15 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from typing import Any
 
-import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, delete, select
 
 from garrison.errors import StoreError
 from garrison.identity.ca.spiffe_id import SpiffeId
 from garrison.identity.oauth.clients import AuthMethod, ClientRegistration
-from garrison.store.engine import describe_error
+from garrison.store.engine import transaction
 from garrison.store.schema import oauth_clients  # created by migration 2; registration_to_json() rows
 
 
@@ -107,13 +105,8 @@ class SqlClientRegistry:
         self._cache: dict[str, ClientRegistration] = {}
         self.refresh()  # the table is the store's (migration 2): Store.open has created it
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StoreError(f"client registry: store error ({describe_error(e)})") from e
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, "client registry: store")
 
     def refresh(self) -> None:
         """Reload every registration from the database (skipping, and naming, invalid rows)."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from typing import cast
 
 import sqlalchemy.exc
@@ -17,7 +17,7 @@ from sqlalchemy import Connection, Engine, delete, select
 
 from garrison.errors import StoreError
 from garrison.identity.oauth.state import SealedSigningKey
-from garrison.store.engine import describe_error, make_engine
+from garrison.store.engine import describe_error, make_engine, transaction
 from garrison.store.migrations import migrate
 from garrison.store.schema import oauth_assertion_jtis, oauth_revoked_jtis, oauth_signing_keys
 
@@ -58,13 +58,8 @@ class SqlOAuthState:
     def close(self) -> None:
         self._engine.dispose()
 
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self._engine.begin() as conn:
-                yield conn
-        except sqlalchemy.exc.SQLAlchemyError as e:
-            raise StoreError(f"oauth state: store error ({describe_error(e)})") from e
+    def _tx(self) -> AbstractContextManager[Connection]:
+        return transaction(self._engine, "oauth state: store")
 
     def create_tables(self) -> None:
         """Bring the schema to the latest version (``Store.open`` already did, so usually a no-op).
