@@ -7,6 +7,8 @@ SQLite takes the write lock at BEGIN, so two writers never deadlock on a lock up
 from __future__ import annotations
 
 import os
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +23,20 @@ from garrison.store.errors import StoreError
 _BUSY_TIMEOUT_MS = 10_000
 
 
+def _set_wal(cur: Any) -> None:
+    """``PRAGMA journal_mode=WAL``, retried: while another connection converts a new database to
+    WAL, SQLite answers "database is locked" at once, without calling the busy handler."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cur.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def sqlite_engine(url: str) -> Engine:
     engine = create_engine(url, connect_args={"check_same_thread": False})
 
@@ -28,10 +44,12 @@ def sqlite_engine(url: str) -> Engine:
     def _on_connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
-        cur.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout first: switching a new database to WAL takes a lock, and without the timeout a
+        # second process opening it at the same moment fails at once with "database is locked".
+        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
+        _set_wal(cur)
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across process crashes
-        cur.execute(f"PRAGMA busy_timeout={_BUSY_TIMEOUT_MS}")
         cur.close()
 
     @event.listens_for(engine, "begin")

@@ -206,7 +206,7 @@ def test_concurrent_migrators_do_not_conflict(new_db: NewDb) -> None:
     for t in threads:
         t.join(timeout=30)
     try:
-        assert errors == []
+        assert errors == [], [repr(e) for e in errors]
         assert sorted(results) == [[], [], [], [1, 2, 3]]
         assert stores[0].schema_version() == SCHEMA_VERSION
     finally:
