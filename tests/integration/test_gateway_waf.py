@@ -123,7 +123,7 @@ def gw(workdir: Path, module_signer: Signer, upstream: Upstream) -> Iterator[Gat
         t = base_config(module_signer, port, log=workdir / "decisions.jsonl", extra=WAF)
         return t.replace("routes:\n", "routes:\n" + _routes(upstream.port).lstrip("\n"), 1)
 
-    g = GatewayThread(workdir, text).start()
+    g = GatewayThread(workdir, text).start(timeout=180)  # a cold hyperscan cache compiles CRS for tens of seconds
     try:
         yield g
     finally:
@@ -459,7 +459,7 @@ def test_crs4_rules_load_and_block_log4shell_in_a_header(tmp_path: Path, upstrea
         t = base_config(signer, port, extra=f"waf: {{rules_dir: {CRS4}}}")
         return t.replace("routes:\n", "routes:\n" + _routes(upstream.port).lstrip("\n"), 1)
 
-    g = GatewayThread(tmp_path, text).start()
+    g = GatewayThread(tmp_path, text).start(timeout=180)  # cold hyperscan cache: up to ~45 s
     try:
         with httpx.Client(base_url=g.url) as c:
             before = len(upstream.seen)

@@ -109,7 +109,9 @@ class GatewayThread:
     def call(self, coro: Coroutine[Any, Any, Any], timeout: float = 15) -> Any:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
-    def start(self) -> GatewayThread:
+    def start(self, timeout: float = 15) -> GatewayThread:
+        """Boot the upstream and the gateway; ``timeout`` covers config compilation (a WAF's first
+        hyperscan compile on a machine with a cold cache takes tens of seconds)."""
         self.thread.start()
 
         async def boot() -> None:
@@ -120,7 +122,7 @@ class GatewayThread:
             self.gateway = Gateway(load_config(self.config_path), config_path=self.config_path)
             await self.gateway.start()
 
-        self.call(boot())
+        self.call(boot(), timeout)
         return self
 
     @property
