@@ -1,4 +1,4 @@
-"""Control-plane throughput through the real HTTP API (TLS, uvicorn/h11, Starlette), server on one core.
+"""Control-plane throughput through the real HTTP API (TLS, uvicorn/httptools, Starlette), server on one core.
 
 Issue 3's targets are "≥ 500 SVIDs/s and ≥ 1,500 tokens/s on one core" on the embedded default
 (SQLite). bench_ca.py / bench_tokens.py measure the library; this measures what a client sees:
@@ -28,7 +28,7 @@ CPU µs per call and their ratio; and ``1-core /s`` = 1e6 / server CPU µs per r
 whole core would sustain (on a shared machine the core is not wholly ours: the wall req/s is lower
 and noisier, the CPU figures barely move). A non-2xx response in a cell makes its row say so (and
 the exit status 1). ``--profile DIR`` runs py-spy on the server during each cell and prints where
-its samples fall (TLS, h11, uvicorn, Starlette, thread-pool hop, store, signing, audit).
+its samples fall (TLS, HTTP parser, uvicorn, Starlette, thread-pool hop, store, signing, audit).
 
 Needs wrk and taskset (scripts/install-bench-tools.sh).
 """
@@ -492,7 +492,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     ("audit log", ("garrison/telemetry/audit",)),
     ("garrison (other)", ("(garrison/",)),
-    ("h11", ("(h11/",)),
+    ("HTTP parser (httptools, h11)", ("(httptools/", "(h11/", "garrison/control/protocol.py")),
     ("uvicorn", ("(uvicorn/",)),
     ("Starlette", ("(starlette/",)),
     (
@@ -725,7 +725,7 @@ def main() -> int:
         else:
             shutil.rmtree(root, ignore_errors=True)
     print(
-        f"\nserver: garrison control-plane (SQLite, TLS, uvicorn h11) on cpu {server_cpu}; "
+        f"\nserver: garrison control-plane (SQLite, TLS, uvicorn httptools) on cpu {server_cpu}; "
         f"wrk -t{args.threads} "
         f"-c{args.connections} -d{args.duration}s on cpu {args.client_cpu or 'any'}; nice {args.nice}"
     )

@@ -1,6 +1,6 @@
 """Slow clients cannot hold the control plane's connection slots (the reviewer's H1).
 
-uvicorn's h11 protocol has no timeout for a request head; garrison's protocol adds one, and caps
+uvicorn's protocol has no timeout for a request head; garrison's protocol adds one, and caps
 the connections one address may hold. Limits are lowered for the test; the server is real (TLS).
 """
 
@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
-import garrison.control.server as server
+import garrison.control.protocol as protocol
 from support.control import ControlPlaneThread
 
 
 @pytest.fixture
 def cp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ControlPlaneThread]:
-    monkeypatch.setattr(server, "HEAD_TIMEOUT_SECONDS", 1.0)
-    monkeypatch.setattr(server, "MAX_CONNECTIONS_PER_IP", 4)
+    monkeypatch.setattr(protocol, "HEAD_TIMEOUT_SECONDS", 1.0)
+    monkeypatch.setattr(protocol, "MAX_CONNECTIONS_PER_IP", 4)
     with ControlPlaneThread(tmp_path) as plane:
         yield plane
 

@@ -123,7 +123,7 @@ def gw(workdir: Path, module_signer: Signer, upstream: Upstream) -> Iterator[Gat
         t = base_config(module_signer, port, log=workdir / "decisions.jsonl", extra=WAF)
         return t.replace("routes:\n", "routes:\n" + _routes(upstream.port).lstrip("\n"), 1)
 
-    g = GatewayThread(workdir, text).start(timeout=180)  # a cold hyperscan cache compiles CRS for tens of seconds
+    g = GatewayThread(workdir, text).start(timeout=180)  # cold hyperscan cache: tens of seconds
     try:
         yield g
     finally:

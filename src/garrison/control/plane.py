@@ -146,6 +146,7 @@ class ControlPlane:
             if p.exists():
                 self._admin_token_hash = hash_admin_token(read_secret_file(p))
         self._maintain_lock = threading.Lock()
+        self._anchors: tuple[str, bytes] | None = None  # (bundle document, its roots as PEM)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     @classmethod
@@ -254,10 +255,21 @@ class ControlPlane:
         """The control plane's own serving certificate: its SPIFFE ID plus ``server_names``."""
         return self.issue_credentials(self.control_plane_id, server_names=tuple(self.settings.server_names))
 
-    def trust_anchors_pem(self) -> bytes:
-        """The roots of the current trust bundle, PEM: what verifies SVIDs and the control plane."""
-        bundle = parse_bundle(self.ca.bundle_document())
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in bundle.authorities)
+    def trust_anchors_pem(self, bundle_document: str | None = None) -> bytes:
+        """The roots of a trust bundle, PEM: what verifies SVIDs and the control plane.
+
+        ``bundle_document``: that SPIFFE bundle (an ``IssuedSvid``'s, say); default the latest
+        published one (a store read). The PEM of the last document asked for is kept, so handing
+        the bundle out with every SVID costs a string comparison, not a parse.
+        """
+        doc = self.ca.bundle_document() if bundle_document is None else bundle_document
+        cached = self._anchors
+        if cached is not None and cached[0] == doc:
+            return cached[1]
+        bundle = parse_bundle(doc)
+        pem = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in bundle.authorities)
+        self._anchors = (doc, pem)
+        return pem
 
     # -- distribution -----------------------------------------------------------------------------
     def trust_document(self, now: float | None = None) -> dict[str, Any]:

@@ -1,8 +1,9 @@
-"""Serves the control-plane API over TLS (uvicorn, h11) and runs the maintenance tick.
+"""Serves the control-plane API over TLS (uvicorn, httptools) and runs the maintenance tick.
 
 Owns the listening socket, the TLS contexts (server SVID + client-certificate trust anchors, both
-rotated without a restart) and the maintain thread. h11, not httptools: httptools refuses the
-``LIST`` method. Never logs requests (access logs off) nor key material.
+rotated without a restart) and the maintain thread. The connection protocol (LIST, head limits,
+the TLS extension) is ``protocol.ControlHttpProtocol``. Never logs requests (access logs off) nor
+key material.
 """
 
 from __future__ import annotations
@@ -18,124 +19,26 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import Final
 
 import uvicorn
 from starlette.applications import Starlette
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from garrison.config.models import ControlPlaneConfig
 from garrison.control.app import build_app
 from garrison.control.lock import RunningLock
 from garrison.control.plane import AuditSink, ControlPlane, NullAudit, ServerCredentials, resolve
+from garrison.control.protocol import ControlHttpProtocol
 from garrison.errors import GarrisonError
 from garrison.telemetry.admin import split_address
 
 log = logging.getLogger("garrison.control.server")
 
-TLS_VERSIONS: Final = {"TLSv1.2": 0x0303, "TLSv1.3": 0x0304}  # ASGI TLS extension: tls_version
 GRACEFUL_SHUTDOWN_SECONDS: Final = 5
-MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_CONCURRENCY: Final = 1024  # connections + tasks; beyond it uvicorn answers 503 at once
 KEEP_ALIVE_SECONDS: Final = 5
-HEAD_TIMEOUT_SECONDS: Final = 10.0  # a request head must be complete this long after its first byte
-MAX_CONNECTIONS_PER_IP: Final = 128  # one host cannot hold every connection slot (slow-client DoS)
-
-
-# -- the peer certificate for the app ---------------------------------------------------------------
-def tls_extension(transport: Any) -> dict[str, Any] | None:
-    """The ASGI TLS extension for a connection (the verified client leaf, PEM, if any)."""
-    sslobj = transport.get_extra_info("ssl_object")
-    if sslobj is None:
-        return None
-    der = sslobj.getpeercert(binary_form=True)
-    return {
-        "server_cert": None,
-        "client_cert_chain": [ssl.DER_cert_to_PEM_cert(der)] if der else [],
-        "client_cert_name": None,
-        "client_cert_error": None,
-        "tls_version": TLS_VERSIONS.get(sslobj.version() or ""),
-        "cipher_suite": None,
-    }
-
-
-class PeerCertH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol plus ``scope["extensions"]["tls"]``, which uvicorn does not fill.
-
-    The TLS handshake is complete when asyncio calls ``connection_made``; the peer certificate is
-    read once there and put into the scope of every request of the connection.
-    """
-
-    per_ip: ClassVar[Counter[str]] = Counter()  # open connections by client IP, across the server
-    _head_timer: asyncio.TimerHandle | None = None
-    _ip: str = ""
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        self._ip = self.client[0] if self.client else ""
-        self.per_ip[self._ip] += 1
-        if self.per_ip[self._ip] > MAX_CONNECTIONS_PER_IP:
-            log.warning("refusing a connection from %s: %d open", self._ip, self.per_ip[self._ip] - 1)
-            transport.abort()
-            return
-        self._watch_head()
-        ext = tls_extension(transport)
-        if ext is None:
-            return
-        inner = self.app
-
-        async def with_tls(
-            scope: MutableMapping[str, Any],
-            receive: Callable[[], Awaitable[Any]],
-            send: Callable[[Any], Awaitable[None]],
-        ) -> None:
-            scope["extensions"] = {**(scope.get("extensions") or {}), "tls": ext}
-            await inner(scope, receive, send)
-
-        self.app = with_tls
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._cancel_head_timer()
-        if self._ip in self.per_ip:
-            self.per_ip[self._ip] -= 1
-            if self.per_ip[self._ip] <= 0:
-                del self.per_ip[self._ip]
-        super().connection_lost(exc)
-
-    def data_received(self, data: bytes) -> None:
-        super().data_received(data)
-        self._watch_head()
-
-    # uvicorn's h11 protocol has no timeout for a request head (its keep-alive timer stops at the
-    # first byte): without one a client holding half a head forever would keep its slot forever.
-    def _watch_head(self) -> None:
-        waiting = self.cycle is None or self.cycle.response_complete  # no request being served
-        if waiting and self._head_timer is None and not self.transport.is_closing():
-            self._head_timer = self.loop.call_later(HEAD_TIMEOUT_SECONDS, self._head_timeout)
-        elif not waiting:
-            self._cancel_head_timer()
-
-    def _cancel_head_timer(self) -> None:
-        if self._head_timer is not None:
-            self._head_timer.cancel()
-            self._head_timer = None
-
-    def _head_timeout(self) -> None:
-        self._head_timer = None
-        if self.cycle is None or self.cycle.response_complete:
-            self.transport.abort()
-
-    def shutdown(self) -> None:
-        """As uvicorn's, but an idle connection is dropped at once: a TLS close would wait for the
-        client's close_notify, which an idle keep-alive client (every gateway's puller) never sends
-        until its next request, holding shutdown for the whole grace period."""
-        idle = self.cycle is None or self.cycle.response_complete
-        super().shutdown()
-        if idle:
-            self.transport.abort()
 
 
 # -- TLS contexts that follow rotation ---------------------------------------------------------------
@@ -248,7 +151,8 @@ class ControlPlaneServer:
         self.app = build_app(self.plane)
         config = uvicorn.Config(
             self.app,
-            http=PeerCertH11Protocol,
+            http=ControlHttpProtocol,
+            ws="none",
             lifespan="off",
             log_config=None,
             access_log=False,
@@ -257,7 +161,6 @@ class ControlPlaneServer:
             date_header=True,
             ssl_context_factory=lambda _config, _default: tls.listener,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
-            h11_max_incomplete_event_size=MAX_HEAD_BYTES,
             limit_concurrency=MAX_CONCURRENCY,
             timeout_keep_alive=KEEP_ALIVE_SECONDS,
         )
@@ -387,4 +290,4 @@ async def serve(config_path: Path) -> int:
     return 0
 
 
-__all__ = ["ControlPlaneServer", "PeerCertH11Protocol", "ServingTls", "open_audit", "serve", "tls_extension"]
+__all__ = ["ControlPlaneServer", "ServingTls", "open_audit", "serve"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import Row, bindparam, select, update
+from sqlalchemy import Row, bindparam, func, select, update
 
 from garrison.store import schema
 from garrison.store.records import BundleRecord, CaKeyPurpose, CaKeyRecord, CaKeyState, SvidRecord
@@ -17,6 +17,9 @@ Q_CURRENT_INTERMEDIATE = select(schema.ca_keys).where(
 )
 Q_LATEST_BUNDLE = select(schema.bundles).order_by(schema.bundles.c.sequence.desc()).limit(1)
 Q_INSERT_SVID = schema.svids.insert()
+Q_ID_REVOKED_AT = select(func.max(schema.revocations.c.revoked_at)).where(
+    schema.revocations.c.kind == "spiffe_id", schema.revocations.c.value == bindparam("sid")
+)
 Q_CONSUME_TOKEN = (
     update(schema.join_tokens)
     .where(

@@ -255,9 +255,7 @@ class Store:
 
     @staticmethod
     def _id_revoked_at(conn: Connection, spiffe_id: str) -> float | None:
-        rv = schema.revocations.c
-        q = select(func.max(rv.revoked_at)).where(rv.kind == "spiffe_id", rv.value == spiffe_id)
-        at = conn.execute(q).scalar()
+        at = conn.execute(rows.Q_ID_REVOKED_AT, {"sid": spiffe_id}).scalar()
         return float(at) if at is not None else None
 
     def id_revoked_at(self, spiffe_id: str) -> float | None:

@@ -3,13 +3,16 @@ concurrency, lazy pruning, and the schema coming from the store's migrations."""
 
 from __future__ import annotations
 
+import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from oauth_kit import NOW, ORDERS
 from sqlalchemy import func, select
 
+import garrison.identity.oauth.sql_state as sql_state
 from garrison.errors import StoreError
 from garrison.identity.oauth.sql_state import MAX_JTI_CHARS, PRUNE_INTERVAL, SqlOAuthState
 from garrison.store import SCHEMA_VERSION, Store, schema
@@ -88,6 +91,59 @@ def test_concurrent_replays_from_separate_processes_succeed_exactly_once(tmp_pat
     for s in states:
         s.close()
     assert sorted(wins) == [False] * (n - 1) + [True]
+
+
+def _in_threads(n: int, fn: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            fn(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors
+
+
+def test_threads_use_their_own_connections_and_close_releases_them(tmp_path: Path) -> None:
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    _in_threads(4, lambda i: [s.use_jti(ORDERS, f"t{i}-{k}", NOW + 60, NOW) for k in range(3)])
+    owned = list(s._owned)
+    assert len(owned) == 4 and len({id(db) for db in owned}) == 4
+    # single use holds across the threads' connections: every jti is already taken
+    assert not any(s.use_jti(ORDERS, f"t{i}-{k}", NOW + 60, NOW) for i in range(4) for k in range(3))
+    s.close()
+    assert s._owned == []
+    for db in owned:
+        with pytest.raises(sqlite3.ProgrammingError):
+            db.execute("SELECT 1")
+
+
+def test_past_the_connection_cap_threads_share_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql_state, "MAX_OWN_CONNECTIONS", 1)
+    s = SqlOAuthState.open(tmp_path / "g.db")
+    wins: list[bool] = []
+    _in_threads(3, lambda i: wins.append(s.use_jti(ORDERS, "shared", NOW + 60, NOW)))
+    assert sorted(wins) == [False, False, True] and len(s._owned) == 1
+    s.close()
+
+
+def test_a_failed_connection_is_replaced_on_the_next_call(state: SqlOAuthState) -> None:
+    assert state.use_jti(ORDERS, "a", NOW + 60, NOW)
+    [db] = state._owned
+    db.close()  # the thread's connection dies under it
+    with pytest.raises(StoreError, match="oauth state: store error"):
+        state.use_jti(ORDERS, "b", NOW + 60, NOW)
+    assert state._owned == []
+    assert state.use_jti(ORDERS, "b", NOW + 60, NOW) and not state.use_jti(ORDERS, "a", NOW + 60, NOW)
+    state.close()
 
 
 def test_a_broken_store_is_a_store_error_not_a_driver_error(state: SqlOAuthState) -> None:

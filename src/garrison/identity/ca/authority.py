@@ -8,6 +8,7 @@ never signs with a CA missing from that bundle (spire#2704). No crypto here: see
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 from cryptography import x509
 
@@ -56,7 +57,8 @@ class WorkloadCA(CaKeyring):
                 at = max(now, id_revocation_before(st.id_revoked_at))
             cert, key = self.unsealed(cur)
             ttl_ = self.settings.svid_ttl if ttl is None else ttl
-            svid = build_svid(req, cert, key, at, ttl_, server_names)
+            signed = build_svid(req, cert, key, at, ttl_, server_names)
+            svid = replace(signed, bundle_document=bundle.document)
             out.append(svid)
             return SvidRecord(
                 serial=svid.serial,

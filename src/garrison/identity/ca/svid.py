@@ -55,6 +55,9 @@ class IssuedSvid:
     intermediates: tuple[x509.Certificate, ...]
     spiffe_id: SpiffeId
     serial: str
+    # The SPIFFE bundle document that was the latest published one in the issuance transaction
+    # (it holds this SVID's intermediate and root): what the workload is handed with its chain.
+    bundle_document: str = ""
 
     @property
     def not_after(self) -> float:

@@ -23,9 +23,11 @@ class TokenGrant(ABC):
     def __init__(self, authenticator: ClientAuthenticator) -> None:
         self._auth = authenticator
 
-    def handle(self, params: FormInput, ctx: ClientAuthContext, now: float) -> TokenResponse | ErrorResponse:
+    def handle(
+        self, params: FormInput | Form, ctx: ClientAuthContext, now: float
+    ) -> TokenResponse | ErrorResponse:
         try:
-            form = Form(params)
+            form = params if isinstance(params, Form) else Form(params)
             if form.get("grant_type") != self.grant_type:
                 raise OAuthError(ErrorCode.UNSUPPORTED_GRANT_TYPE, "unsupported grant_type")
             return self.issue(form, self._auth.authenticate(form, ctx, now), now)
@@ -61,15 +63,16 @@ class TokenEndpoint:
 
     def handle(self, params: FormInput, ctx: ClientAuthContext, now: float) -> TokenResponse | ErrorResponse:
         try:
-            gt = Form(params).get("grant_type")
+            form = Form(params)
         except OAuthError as exc:
             return exc.response
+        gt = form.get("grant_type")
         if gt is None:
             return ErrorResponse(ErrorCode.INVALID_REQUEST, "missing parameter grant_type")
         grant = self._grants.get(gt)
         if grant is None:
             return ErrorResponse(ErrorCode.UNSUPPORTED_GRANT_TYPE, "unsupported grant_type")
-        return grant.handle(params, ctx, now)
+        return grant.handle(form, ctx, now)
 
     def __repr__(self) -> str:
         return f"<TokenEndpoint {sorted(self._grants)}>"

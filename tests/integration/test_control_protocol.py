@@ -1,0 +1,173 @@
+"""The control plane's HTTP/1.1 protocol over real TLS sockets: LIST through llhttp, head limits,
+malformed requests answered with the API's JSON errors, pipelining, one write per response."""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from garrison.control.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+from support.control import ControlPlaneThread
+
+
+@pytest.fixture(scope="module")
+def cp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlaneThread]:
+    with ControlPlaneThread(tmp_path_factory.mktemp("cp")) as plane:
+        yield plane
+
+
+def tls(cp: ControlPlaneThread) -> ssl.SSLSocket:
+    raw = socket.create_connection(("127.0.0.1", cp.port), timeout=10)
+    return cp.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+
+
+def read_responses(s: ssl.SSLSocket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
+    """``count`` responses (each with a Content-Length body) or as many as came before EOF."""
+    buf = b""
+    out: list[tuple[int, dict[str, str], bytes]] = []
+    while len(out) < count:
+        while b"\r\n\r\n" not in buf:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            buf += chunk
+        head, _, buf = buf.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split(" ")[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+        n = int(headers.get("content-length", "0"))
+        while len(buf) < n:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            buf += chunk
+        out.append((status, headers, buf[:n]))
+        buf = buf[n:]
+    return out
+
+
+def list_request(cp: ControlPlaneThread, path: str = "/v1/svids") -> bytes:
+    return f"LIST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {cp.admin_token}\r\n\r\n".encode()
+
+
+def test_list_split_across_reads_is_still_list(cp: ControlPlaneThread) -> None:
+    """The method arrives in pieces ("LI", then the rest): it is still LIST, not a parse error."""
+    s = tls(cp)
+    req = list_request(cp)
+    s.sendall(req[:2])
+    time.sleep(0.2)
+    s.sendall(req[2:4])
+    time.sleep(0.2)
+    s.sendall(req[4:])
+    [(status, _, body)] = read_responses(s, 1)
+    s.close()
+    assert status == 200 and "svids" in json.loads(body)
+
+
+def test_list_after_other_requests_on_a_kept_alive_connection(cp: ControlPlaneThread) -> None:
+    s = tls(cp)
+    healthz = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    for req in (healthz, list_request(cp), list_request(cp, "/v1/clients")):
+        s.sendall(req)
+        [(status, _, body)] = read_responses(s, 1)
+        assert status == 200, body
+    s.close()
+
+
+def test_a_real_propfind_is_not_taken_for_list(cp: ControlPlaneThread) -> None:
+    s = tls(cp)
+    auth = f"Authorization: Bearer {cp.admin_token}"
+    s.sendall(f"PROPFIND /v1/svids HTTP/1.1\r\nHost: x\r\n{auth}\r\n\r\n".encode())
+    [(status, headers, body)] = read_responses(s, 1)
+    s.close()
+    assert status == 405 and json.loads(body)["error"] == "method_not_allowed"
+    assert "LIST" in headers["allow"]
+
+
+def test_pipelined_requests_are_answered_in_order(cp: ControlPlaneThread) -> None:
+    s = tls(cp)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3 + b"GET /v1/bundle HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = read_responses(s, 4)
+    s.close()
+    assert [st for st, _, _ in got] == [200, 200, 200, 200]
+    assert [json.loads(b).get("status") for _, _, b in got[:3]] == ["ok"] * 3
+    assert "keys" in json.loads(got[3][2])
+
+
+def test_a_pipelined_list_behind_another_request_is_refused_cleanly(cp: ControlPlaneThread) -> None:
+    """Documented limit: LIST is recognized at the start of a read only. llhttp refuses a LIST
+    pipelined behind another request in the same read, and uvicorn answers that whole read with
+    one JSON 400 and closes; nothing hangs and the server keeps serving."""
+    s = tls(cp)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + list_request(cp))
+    got = read_responses(s, 3)
+    s.close()
+    assert got[-1][0] == 400 and json.loads(got[-1][2])["error"] == "bad_request"
+    assert got[-1][1]["connection"] == "close"
+    with cp.client() as c:
+        assert c.request("LIST", "/v1/clients", headers=cp.admin_headers).status_code == 200
+
+
+MANY_HEADERS = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))
+
+
+@pytest.mark.parametrize(
+    ("head", "status", "error"),
+    [
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n",
+                     431, "headers_too_large", id="big-header"),
+        pytest.param(b"GET /" + b"a" * (MAX_HEAD_BYTES + 1) + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                     431, "headers_too_large", id="big-url"),
+        pytest.param(b"GET /healthz HTTP/1.1\r\n" + MANY_HEADERS + b"\r\n", 431, "too_many_headers",
+                     id="many-headers"),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                     400, "bad_request", id="two-content-lengths"),
+        pytest.param(b"GET /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                     b"Content-Length: 3\r\n\r\n", 400, "bad_request", id="cl-and-te"),
+        pytest.param(b"G\x00T / HTTP/1.1\r\n\r\n", 400, "bad_request", id="garbage-method"),
+    ],
+)  # fmt: skip
+def test_bad_heads_get_a_json_error_and_the_connection_closes(
+    cp: ControlPlaneThread, head: bytes, status: int, error: str
+) -> None:
+    s = tls(cp)
+    s.sendall(head)
+    got = read_responses(s, 2)
+    s.close()
+    assert len(got) == 1, "nothing after the error: the connection is closed"
+    st, headers, body = got[0]
+    assert (st, json.loads(body)["error"]) == (status, error)
+    assert headers["content-type"] == "application/json" and headers["connection"] == "close"
+    assert b"Traceback" not in body
+
+
+def test_the_server_still_serves_after_bad_heads(cp: ControlPlaneThread) -> None:
+    with cp.client() as c:
+        assert c.get("/healthz").json() == {"status": "ok"}
+
+
+def test_a_response_head_and_body_leave_in_one_tls_record(cp: ControlPlaneThread) -> None:
+    """The corked transport: one ``recv`` after the request returns the whole small response (two
+    writes would be two TLS records; a TLS socket's recv returns one record at most)."""
+    s = tls(cp)
+    for _ in range(3):
+        s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = s.recv(65536)
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b'{"status":"ok"}'), data
+    s.close()
+
+
+def test_head_request_and_204_are_written_without_a_body(cp: ControlPlaneThread, tmp_path: Path) -> None:
+    """Responses with a head only still leave (flushed when the response completes)."""
+    s = tls(cp)
+    s.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.settimeout(5)
+    data = s.recv(65536)
+    s.close()
+    assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n")
