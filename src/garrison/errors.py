@@ -84,6 +84,11 @@ class StoreError(GarrisonError):
     default_reason = Reason.STORE_UNAVAILABLE
 
 
+class StoreBusy(StoreError):
+    """A bounded wait for the store's write lock ran out (``SqlOAuthState.bounded_waits``): the
+    caller may retry where a long wait is harmless (off the event loop)."""
+
+
 class PolicyError(GarrisonError):
     default_reason = Reason.STAGE_ERROR
 
@@ -102,6 +107,7 @@ __all__ = [
     "KeySetError",
     "PolicyError",
     "SealError",
+    "StoreBusy",
     "StoreError",
     "SvidError",
     "TokenError",

@@ -5,7 +5,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import sqlite3
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -677,3 +679,36 @@ def test_a_certificate_this_ca_never_issued_is_refused_even_under_our_root(
         renew = c.post("/v1/svids/renew", json={"csr": make_csr(victim)[1]})
     assert token.status_code == 401 and token.json()["error"] == "invalid_client", token.text
     err(renew, Reason.CLIENT_CERT_UNKNOWN)
+
+
+def test_a_held_store_lock_never_stalls_the_event_loop(
+    cp: ControlPlaneThread, jwt_client: tuple[str, Any]
+) -> None:
+    """client_credentials runs on the loop (D24) but waits at most 50 ms there for SQLite's write
+    lock: with the lock held for 1.5 s by another writer, /healthz still answers at once and the
+    token request completes (redone in the thread pool) once the lock is released."""
+    cid, key = jwt_client
+    db = sqlite3.connect(cp.workdir / "garrison.db", isolation_level=None, timeout=10)
+    results: dict[str, Any] = {}
+
+    def token() -> None:
+        with cp.client() as c:
+            results["token"] = c.post("/oauth2/token", data=form(cp, key, cid))
+
+    with cp.client() as c:
+        assert c.post("/oauth2/token", data=form(cp, key, cid)).status_code == 200  # loop waits bounded
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            t = threading.Thread(target=token)
+            t.start()
+            time.sleep(0.3)  # the token request is waiting for the lock by now
+            started = time.monotonic()
+            assert c.get("/healthz").status_code == 200
+            healthz_s = time.monotonic() - started
+            time.sleep(1.2)
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        t.join(timeout=15)
+    assert healthz_s < 0.5, f"/healthz took {healthz_s:.2f}s while the store was locked"
+    assert results["token"].status_code == 200, results["token"].text

@@ -3,6 +3,7 @@ malformed requests answered with the API's JSON errors, pipelining, one write pe
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import ssl
@@ -29,13 +30,19 @@ def tls(cp: ControlPlaneThread) -> ssl.SSLSocket:
 
 def read_responses(s: ssl.SSLSocket, count: int) -> list[tuple[int, dict[str, str], bytes]]:
     """``count`` responses (each with a Content-Length body) or as many as came before EOF."""
-    buf = b""
     out: list[tuple[int, dict[str, str], bytes]] = []
+    with contextlib.suppress(ssl.SSLEOFError, ConnectionResetError):  # closed after the last answer
+        _read_into(s, count, out)
+    return out
+
+
+def _read_into(s: ssl.SSLSocket, count: int, out: list[tuple[int, dict[str, str], bytes]]) -> None:
+    buf = b""
     while len(out) < count:
         while b"\r\n\r\n" not in buf:
             chunk = s.recv(65536)
             if not chunk:
-                return out
+                return
             buf += chunk
         head, _, buf = buf.partition(b"\r\n\r\n")
         lines = head.decode("latin-1").split("\r\n")
@@ -49,7 +56,6 @@ def read_responses(s: ssl.SSLSocket, count: int) -> list[tuple[int, dict[str, st
             buf += chunk
         out.append((status, headers, buf[:n]))
         buf = buf[n:]
-    return out
 
 
 def list_request(cp: ControlPlaneThread, path: str = "/v1/svids") -> bytes:
@@ -102,16 +108,121 @@ def test_pipelined_requests_are_answered_in_order(cp: ControlPlaneThread) -> Non
 
 def test_a_pipelined_list_behind_another_request_is_refused_cleanly(cp: ControlPlaneThread) -> None:
     """Documented limit: LIST is recognized at the start of a read only. llhttp refuses a LIST
-    pipelined behind another request in the same read, and uvicorn answers that whole read with
-    one JSON 400 and closes; nothing hangs and the server keeps serving."""
+    pipelined behind another request in the same read: the first request is answered, then the
+    LIST gets a JSON 400 and the connection closes; nothing hangs and the server keeps serving."""
     s = tls(cp)
     s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + list_request(cp))
     got = read_responses(s, 3)
     s.close()
-    assert got[-1][0] == 400 and json.loads(got[-1][2])["error"] == "bad_request"
-    assert got[-1][1]["connection"] == "close"
+    assert [st for st, _, _ in got] == [200, 400]
+    assert json.loads(got[1][2])["error"] == "bad_request" and got[1][1]["connection"] == "close"
     with cp.client() as c:
         assert c.request("LIST", "/v1/clients", headers=cp.admin_headers).status_code == 200
+
+
+def test_a_request_before_a_malformed_one_is_run_and_answered(cp: ControlPlaneThread) -> None:
+    """A state-changing request pipelined before garbage runs and its 201/200 reaches the client
+    before the 400: a client never sees "failed" for something that happened."""
+    s = tls(cp)
+    body = json.dumps({"spiffe_id": "spiffe://test.local/svc/pipelined"}).encode()
+    put = (
+        b"POST /v1/join-tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {cp.admin_token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    s.sendall(put + b"G\x00T / HTTP/1.1\r\n\r\n")
+    got = read_responses(s, 3)
+    s.close()
+    assert [st for st, _, _ in got] == [201, 400]
+    assert json.loads(got[0][2])["spiffe_id"] == "spiffe://test.local/svc/pipelined"
+
+
+def stream_until_closed(s: ssl.SSLSocket, first: bytes, filler: bytes, limit: int) -> tuple[int, bytes]:
+    """Send ``first`` then ``filler`` repeatedly until the server answers or closes, ``limit`` bytes
+    went out, or 8 s passed. Returns (bytes sent, what came back). A server that closes while the
+    client still sends may reset the connection before its answer is read: ``got`` may be empty."""
+    s.sendall(first)
+    sent = len(first)
+    s.setblocking(False)
+    got = b""
+    deadline = time.monotonic() + 8
+    try:
+        while sent < limit and time.monotonic() < deadline:
+            try:
+                chunk = s.recv(65536)
+                got += chunk
+                if got or not chunk:
+                    break
+            except (ssl.SSLWantReadError, BlockingIOError):
+                pass
+            try:
+                sent += s.send(filler)
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                time.sleep(0.01)
+        s.settimeout(5)
+        while b"\r\n\r\n" not in got:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            got += chunk
+    except (ssl.SSLError, OSError):
+        pass  # reset or closed: the server stopped taking the stream
+    finally:
+        s.close()
+    return sent, got
+
+
+def test_a_header_value_streamed_across_reads_is_cut_at_the_head_limit(cp: ControlPlaneThread) -> None:
+    """llhttp hands over a header only once complete; the raw bytes of an unfinished head count."""
+    sent, got = stream_until_closed(
+        tls(cp), b"GET /healthz HTTP/1.1\r\nHost: x\r\nX: ", b"a" * 4096, limit=8 * 1024 * 1024
+    )
+    assert sent < 2 * 1024 * 1024, f"{sent} bytes went in before the refusal"
+    assert got == b"" or (got.startswith(b"HTTP/1.1 431") and b"headers_too_large" in got), got[:200]
+
+
+def test_trailer_fields_are_refused_and_cannot_grow(cp: ControlPlaneThread) -> None:
+    head = (
+        b"POST /oauth2/token HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n3\r\na=b\r\n0\r\nX-Trailer: "
+    )
+    sent, got = stream_until_closed(tls(cp), head, b"a" * 4096, limit=8 * 1024 * 1024)
+    assert sent < 2 * 1024 * 1024, f"{sent} bytes went in before the refusal"
+    assert got == b"" or got.startswith(b"HTTP/1.1 400"), got[:200]
+    s = tls(cp)
+    s.sendall(head + b"v\r\n\r\n")  # a complete trailer: refused as such
+    got2 = read_responses(s, 2)
+    s.close()
+    assert [st for st, _, _ in got2] == [400] and b"trailer" in got2[0][2]
+    s = tls(cp)  # behind a pipelined request: that one is answered first, the refused one never runs
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + head + b"v\r\n\r\n")
+    got3 = read_responses(s, 3)
+    s.close()
+    assert [st for st, _, _ in got3] == [200, 400]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"POST /v1/bundle HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: x\r\nContent-Length: ",
+        b"CONNECT 127.0.0.1:443 HTTP/1.1\r\nHost: x\r\nContent-Length: ",
+    ],
+    ids=["upgrade", "connect"],
+)
+def test_upgrade_and_connect_are_refused_without_parsing_the_body_as_requests(
+    cp: ControlPlaneThread, head: bytes
+) -> None:
+    """llhttp stops at an upgrade and would read the declared body as new requests (a desync)."""
+    smuggled = list_request(cp)
+    s = tls(cp)
+    s.sendall(head + str(len(smuggled)).encode() + b"\r\n\r\n")
+    time.sleep(0.2)
+    with contextlib.suppress(OSError):
+        s.sendall(smuggled)
+    got = read_responses(s, 3)
+    s.close()
+    assert [st for st, _, _ in got] == [400], got
+    assert b"svids" not in b"".join(b for _, _, b in got)
 
 
 MANY_HEADERS = b"".join(b"X-%d: 1\r\n" % i for i in range(MAX_HEADERS + 1))

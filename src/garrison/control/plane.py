@@ -119,7 +119,9 @@ class ControlPlane:
             ),
             clock=clock,
         )
-        self.oauth_state = SqlOAuthState(store.engine)  # its tables come with the store's migrations
+        # Its tables come with the store's migrations; expired jtis are pruned by ``maintain``, never
+        # inside a token request (a prune of a minute's jtis took 0.6 s; D24).
+        self.oauth_state = SqlOAuthState(store.engine, prune_on_use=False)
         self.clients = SqlClientRegistry(store.engine, clock=clock)
         self.server_settings = ServerSettings(
             issuer=s.base_url,
@@ -304,9 +306,11 @@ class ControlPlane:
 
     # -- maintenance ------------------------------------------------------------------------------
     def maintain(self, now: float | None = None) -> list[str]:
-        """One maintenance tick: CA rotation and bundle, signing-key rotation when due."""
+        """One maintenance tick: CA rotation and bundle, signing-key rotation when due, and the
+        expired assertion jtis pruned."""
         now = self.clock() if now is None else now
         with self._maintain_lock:
+            self.oauth_state.prune_jtis(now)
             done = self.ca.maintain(now)
             age = now - self.ring.current.state_since
             if age >= self.settings.signing_key_rotation_seconds:

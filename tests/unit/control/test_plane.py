@@ -118,6 +118,23 @@ def test_maintain_rotates_the_signing_key_when_due(plane: ControlPlane) -> None:
     assert plane.ring.current.kid != kid and kid in {k.kid for k in plane.ring.keys}  # kept as previous
 
 
+def test_jtis_are_pruned_by_maintain_not_by_token_requests(plane: ControlPlane) -> None:
+    """A token request never runs the prune (it may be on the event loop, D24); maintain does."""
+    now = time.time()
+    st = plane.oauth_state
+    assert st.use_jti("spiffe://x/c", "expired", now - 1, now - 120)
+    assert st.use_jti("spiffe://x/c", "live", now + 600, now + 3600)  # far later: a prune would be due
+    assert st.use_jti("spiffe://x/c", "third", now + 600, now + 7200)
+
+    def count() -> int:
+        with plane.store.engine.begin() as conn:
+            return int(conn.exec_driver_sql("SELECT count(*) FROM oauth_assertion_jtis").scalar_one())
+
+    assert count() == 3
+    plane.maintain(now)
+    assert count() == 2
+
+
 def test_secret_files_are_owner_only(tmp_path: Path) -> None:
     p = tmp_path / "sub" / "secret"
     write_secret_file(p, "s3cret")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from oauth_kit import NOW, ORDERS
 from sqlalchemy import func, select
 
 import garrison.identity.oauth.sql_state as sql_state
-from garrison.errors import StoreError
+from garrison.errors import StoreBusy, StoreError
 from garrison.identity.oauth.sql_state import MAX_JTI_CHARS, PRUNE_INTERVAL, SqlOAuthState
 from garrison.store import SCHEMA_VERSION, Store, schema
 
@@ -144,6 +145,40 @@ def test_a_failed_connection_is_replaced_on_the_next_call(state: SqlOAuthState) 
     assert state._owned == []
     assert state.use_jti(ORDERS, "b", NOW + 60, NOW) and not state.use_jti(ORDERS, "a", NOW + 60, NOW)
     state.close()
+
+
+def test_bounded_waits_give_store_busy_and_write_nothing(tmp_path: Path) -> None:
+    s = SqlOAuthState(SqlOAuthState.open(tmp_path / "g.db")._engine, prune_on_use=False)
+    s.bounded_waits(50)
+    holder = sqlite3.connect(tmp_path / "g.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    with pytest.raises(StoreBusy):
+        s.use_jti(ORDERS, "j", NOW + 60, NOW)
+    assert time.monotonic() - started < 2
+    holder.execute("ROLLBACK")
+    holder.close()
+    assert s.use_jti(ORDERS, "j", NOW + 60, NOW), "nothing was written by the busy attempt"
+    assert not s.use_jti(ORDERS, "j", NOW + 60, NOW)
+    s.close()
+
+
+def test_a_closed_state_refuses_instead_of_reopening(state: SqlOAuthState) -> None:
+    assert state.use_jti(ORDERS, "a", NOW + 60, NOW)
+    state.close()
+    with pytest.raises(StoreError, match="closed"):
+        state.use_jti(ORDERS, "b", NOW + 60, NOW)
+    assert state._owned == []
+
+
+def test_without_prune_on_use_only_prune_jtis_deletes(tmp_path: Path) -> None:
+    s = SqlOAuthState(SqlOAuthState.open(tmp_path / "g.db")._engine, prune_on_use=False)
+    assert s.use_jti(ORDERS, "old", NOW - 10, NOW - 100)
+    assert s.use_jti(ORDERS, "new", NOW + PRUNE_INTERVAL * 10, NOW + PRUNE_INTERVAL * 2)
+    assert _rows(s) == 2, "use_jti never prunes here"
+    s.prune_jtis(NOW + PRUNE_INTERVAL * 3)
+    assert _rows(s) == 1
+    s.close()
 
 
 def test_a_broken_store_is_a_store_error_not_a_driver_error(state: SqlOAuthState) -> None:

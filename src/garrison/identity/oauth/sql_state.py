@@ -16,7 +16,7 @@ from typing import cast
 import sqlalchemy.exc
 from sqlalchemy import Connection, Engine, delete, select
 
-from garrison.errors import StoreError
+from garrison.errors import StoreBusy, StoreError
 from garrison.identity.oauth.state import SealedSigningKey
 from garrison.store.engine import describe_error, make_engine, transaction
 from garrison.store.migrations import migrate
@@ -40,14 +40,19 @@ _USE_JTI = (
 class SqlOAuthState:
     """``ReplayStore``, ``RevocationStore``, ``SigningKeyStore`` on one engine; one transaction per call."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, prune_on_use: bool = True) -> None:
+        """``prune_on_use=False``: ``use_jti`` never deletes expired rows itself; the owner calls
+        ``prune_jtis`` (the control plane's maintenance tick, off the event loop)."""
         self._engine = engine
         self._sqlite = engine.dialect.name == "sqlite"
         self._use_jti_sql = _USE_JTI.format(p="?" if engine.dialect.paramstyle == "qmark" else "%s")
+        self._prune_on_use = prune_on_use
         self._next_prune = float("-inf")
-        self._own = threading.local()  # .db: this thread's own sqlite3 connection (``use_jti``)
+        # .db: this thread's own sqlite3 connection (``use_jti``); .busy_ms: its bounded lock wait
+        self._own = threading.local()
         self._owned: list[sqlite3.Connection] = []
         self._owned_lock = threading.Lock()
+        self._closed = False
 
     @classmethod
     def open(cls, target: str | os.PathLike[str]) -> SqlOAuthState:
@@ -62,6 +67,7 @@ class SqlOAuthState:
 
     def close(self) -> None:
         with self._owned_lock:
+            self._closed = True
             owned, self._owned = self._owned, []
         for db in owned:
             db.close()
@@ -83,7 +89,7 @@ class SqlOAuthState:
         """True once per live (client, jti); the row is committed before this returns True."""
         if len(jti) > MAX_JTI_CHARS:
             return False  # never stored, so never accepted: fail closed
-        if now >= self._next_prune:
+        if self._prune_on_use and now >= self._next_prune:
             self._next_prune = now + PRUNE_INTERVAL
             self._prune_jtis(now)
         params = (client_id, jti, expires_at, now)
@@ -102,9 +108,20 @@ class SqlOAuthState:
             return self._use_jti_pooled(params)
         try:
             return self._execute_use_jti(db, params)
+        except StoreBusy:
+            raise  # nothing was written; the connection is fine
         except StoreError:
             self._drop_thread_connection(db)  # the next call starts on a fresh connection
             raise
+
+    def bounded_waits(self, milliseconds: int) -> None:
+        """From now on, this thread's ``use_jti`` waits at most ``milliseconds`` for SQLite's write
+        lock, then raises ``StoreBusy`` (nothing written) instead of waiting up to the engine's
+        10 s. For a caller on an event loop, which must not stall: it retries off the loop."""
+        self._own.busy_ms = milliseconds
+        db: sqlite3.Connection | None = getattr(self._own, "db", None)
+        if db is not None:
+            db.execute(f"PRAGMA busy_timeout={int(milliseconds)}")
 
     def _use_jti_pooled(self, params: tuple[str, str, float, float]) -> bool:
         try:
@@ -122,6 +139,10 @@ class SqlOAuthState:
             if db.in_transaction:  # pragma: no cover - only if a caller left a transaction open
                 db.commit()
             return bool(n == 1)
+        except sqlite3.OperationalError as e:
+            if e.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY:  # and its extended codes
+                raise StoreBusy(f"oauth state: store busy ({e})") from e
+            raise StoreError(f"oauth state: store error ({type(e).__name__}: {e})") from e
         except sqlite3.Error as e:
             raise StoreError(f"oauth state: store error ({type(e).__name__}: {e})") from e
 
@@ -131,6 +152,8 @@ class SqlOAuthState:
         if db is not None:
             return db
         with self._owned_lock:
+            if self._closed:
+                raise StoreError("oauth state: closed")
             if len(self._owned) >= MAX_OWN_CONNECTIONS:  # many short-lived threads: use the pool
                 return None
             try:
@@ -140,6 +163,9 @@ class SqlOAuthState:
             db = cast(sqlite3.Connection, raw.driver_connection)  # (None once detached)
             raw.detach()  # this thread's from now on; closed by ``close``
             self._owned.append(db)
+        busy_ms = getattr(self._own, "busy_ms", None)
+        if busy_ms is not None:
+            db.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
         self._own.db = db
         return db
 
@@ -149,6 +175,10 @@ class SqlOAuthState:
             if db in self._owned:
                 self._owned.remove(db)
         db.close()
+
+    def prune_jtis(self, now: float) -> None:
+        """Delete the assertion jtis whose assertions have expired (they can no longer be replayed)."""
+        self._prune_jtis(now)
 
     def _prune_jtis(self, now: float) -> None:
         t = oauth_assertion_jtis
