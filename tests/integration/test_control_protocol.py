@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from garrison.control.protocol import MAX_HEAD_BYTES, MAX_HEADERS
+import garrison.control.protocol as protocol
+from garrison.control.protocol import MAX_HEAD_BYTES, MAX_HEADERS, MAX_PIPELINED
 from support.control import ControlPlaneThread
 
 
@@ -282,3 +283,77 @@ def test_head_request_and_204_are_written_without_a_body(cp: ControlPlaneThread,
     data = s.recv(65536)
     s.close()
     assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"\r\n\r\n")
+
+
+def test_leading_crlf_before_a_list_is_skipped(cp: ControlPlaneThread) -> None:
+    s = tls(cp)
+    s.sendall(b"\r\n\r\n" + list_request(cp))
+    [(status, _, body)] = read_responses(s, 1)
+    s.close()
+    assert status == 200 and "svids" in json.loads(body)
+
+
+def test_pipelined_requests_are_capped(cp: ControlPlaneThread) -> None:
+    """uvicorn queues every pipelined request it parses (a review grew a server to 1.1 GB with one
+    connection): past MAX_PIPELINED unanswered ones, the connection gets a 400 after their answers."""
+    s = tls(cp)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * (MAX_PIPELINED + 12))
+    got = read_responses(s, MAX_PIPELINED + 12)
+    s.close()
+    assert [st for st, _, _ in got] == [200] * MAX_PIPELINED + [400]
+    assert b"pipelined" in got[-1][2]
+
+
+def test_nothing_after_a_connection_close_request_is_run(cp: ControlPlaneThread) -> None:
+    body = json.dumps({"spiffe_id": "spiffe://test.local/svc/after-close"}).encode()
+    after = (
+        b"POST /v1/join-tokens HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        + f"Authorization: Bearer {cp.admin_token}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        + body
+    )
+    s = tls(cp)
+    s.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" + after)
+    got = read_responses(s, 2)
+    s.close()
+    assert [st for st, _, _ in got] == [200]
+    time.sleep(0.2)
+    assert "after-close" not in cp.audit_path.read_text()
+
+
+def test_a_trailer_after_a_large_body_is_cut_at_the_head_limit(cp: ControlPlaneThread) -> None:
+    """The framing budget is per run of non-body bytes, not a share of the body already sent."""
+    chunk = b"a" * 65536
+    head = (
+        b"POST /healthz HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        + (b"%x\r\n" % len(chunk) + chunk + b"\r\n") * 16
+        + b"0\r\nX-Trailer: "
+    )
+    sent, _ = stream_until_closed(tls(cp), head, b"a" * 4096, limit=len(head) + 8 * 1024 * 1024)
+    assert sent - len(head) < 1024 * 1024, f"{sent - len(head)} trailer bytes went in"
+
+
+def test_a_client_that_never_reads_is_dropped(
+    cp: ControlPlaneThread, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """uvicorn waits for a full write buffer to drain with no timeout; garrison cuts the client."""
+    monkeypatch.setattr(protocol, "WRITE_STALL_SECONDS", 1.0)
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # little kernel buffering
+    raw.settimeout(10)
+    raw.connect(("127.0.0.1", cp.port))
+    s = cp.ssl_context().wrap_socket(raw, server_hostname="127.0.0.1")
+    s.setblocking(False)
+    deadline = time.monotonic() + 10
+    closed = False
+    with caplog.at_level("INFO", logger="garrison.control.server"):
+        while time.monotonic() < deadline and not closed:
+            try:
+                s.send(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")  # one at a time; never read
+            except (ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except OSError:
+                closed = True
+            time.sleep(0.02)
+            closed = closed or "read nothing" in caplog.text
+    s.close()
+    assert closed and "read nothing" in caplog.text, "the server kept a connection whose client reads nothing"

@@ -42,6 +42,8 @@ MAX_HEAD_BYTES: Final = 16 * 1024
 MAX_HEADERS: Final = 100
 HEAD_TIMEOUT_SECONDS: Final = 10.0  # a request head must be complete this long after its first byte
 MAX_CONNECTIONS_PER_IP: Final = 128  # one host cannot hold every connection slot (slow-client DoS)
+MAX_PIPELINED: Final = 8  # requests of one connection parsed but not yet answered (uvicorn: no cap)
+WRITE_STALL_SECONDS: Final = 30.0  # a client that stops reading its responses is cut after this
 
 _LIST: Final = b"LIST "
 _STAND_IN: Final = b"PROPFIND "  # a method llhttp knows that no control-plane route has
@@ -141,7 +143,11 @@ class ControlHttpProtocol(HttpToolsProtocol):
     _raw_head = 0  # bytes of whole reads that arrived while this message's head was incomplete
     _body_total = 0
     _body_in_read = 0
-    _framing = 0  # chunk framing (and any trailer bytes) of whole reads in this message's body
+    _framing = 0  # chunk framing and trailer bytes of whole reads in this message's body
+    _framing_run = 0  # the same, since the last read that carried body bytes
+    _msg_cycle: Any = None  # the request cycle of the message being parsed (from its headers on)
+    _done = False  # a message without keep-alive completed: nothing after it is parsed
+    _write_timer: asyncio.TimerHandle | None = None
     _refusal: tuple[Reason, str] | None = None  # why a parser callback stopped the parse
     _deferred: bytes | None = None  # an error response waiting for earlier pipelined responses
     _outstanding = 0  # request cycles started or queued whose response has not completed
@@ -160,6 +166,9 @@ class ControlHttpProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head_timer()
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
         if self._ip in self.per_ip:
             self.per_ip[self._ip] -= 1
             if self.per_ip[self._ip] <= 0:
@@ -167,11 +176,14 @@ class ControlHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        if self._deferred is not None or self.transport.is_closing():
-            return  # refused: nothing more is parsed on this connection
+        if self._deferred is not None or self._done or self.transport.is_closing():
+            return  # refused, or the last message was "close": nothing more is parsed
         if self._phase == _BETWEEN:
             if self._partial:
                 data, self._partial = self._partial + data, b""
+            data = data.lstrip(b"\r\n")  # llhttp skips CRLFs between messages; so may we
+            if not data:
+                return
             if len(data) < len(_LIST) and _LIST.startswith(data):
                 self._partial = data  # "LI": wait for the rest of the method
                 return
@@ -196,8 +208,14 @@ class ControlHttpProtocol(HttpToolsProtocol):
                     self._send_error(Reason.HEADERS_TOO_LARGE, _HEAD_LIMITS)
                     return
             elif phase == _BODY:
+                # Bytes that are not body: chunk sizes and extensions, trailers. A run of them
+                # (no body byte in between) is a head-sized thing; in all, they stay in proportion.
                 self._framing += len(data) - self._body_in_read
-                if self._framing > MAX_HEAD_BYTES + 8 * self._body_total:
+                self._framing_run = 0 if self._body_in_read else self._framing_run + len(data)
+                if (
+                    self._framing_run > MAX_HEAD_BYTES
+                    or self._framing > MAX_HEAD_BYTES + 8 * self._body_total
+                ):
                     self._send_error(Reason.BAD_REQUEST, "too much chunk framing or trailer data")
                     return
         self._watch_head()
@@ -208,6 +226,8 @@ class ControlHttpProtocol(HttpToolsProtocol):
         self._phase = _HEAD
         self._seq += 1
         self._head_bytes = self._headers = self._raw_head = self._body_total = self._framing = 0
+        self._framing_run = 0
+        self._msg_cycle = None
         if self._tls is not None:
             self.scope["extensions"] = {"tls": self._tls}  # type: ignore[dict-item]  # uvicorn types it narrowly
 
@@ -227,9 +247,12 @@ class ControlHttpProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         if self.parser.should_upgrade():  # Upgrade or CONNECT: llhttp would stop parsing the body
             self._refuse(Reason.BAD_REQUEST, "protocol upgrades and CONNECT are not supported")
+        if self._outstanding >= MAX_PIPELINED:  # uvicorn would queue every one of them
+            self._refuse(Reason.BAD_REQUEST, f"at most {MAX_PIPELINED} pipelined requests")
         listed, self._list = self._list, False
-        self._phase = _BODY
         super().on_headers_complete()  # fills the scope and starts (or queues) the request's task
+        self._phase = _BODY
+        self._msg_cycle = self.cycle
         self._outstanding += 1
         if listed:
             self.scope["method"] = "LIST"
@@ -243,6 +266,8 @@ class ControlHttpProtocol(HttpToolsProtocol):
     def on_message_complete(self) -> None:
         super().on_message_complete()
         self._phase = _BETWEEN
+        if not self.parser.should_keep_alive():
+            self._done = True  # uvicorn parses on (lenient_data_after_close) and would queue more
 
     def on_response_complete(self) -> None:
         self._cork.flush()
@@ -269,11 +294,12 @@ class ControlHttpProtocol(HttpToolsProtocol):
         first: the error waits for them (reading paused), so nothing that ran goes unanswered. A
         message refused in its body already has a request cycle: it is dropped (its handler sees
         a disconnect and its response is discarded)."""
-        if self._phase == _BODY and self.cycle is not None:
-            if self.pipeline and self.pipeline[0][0] is self.cycle:
+        cycle = self._msg_cycle if self._phase == _BODY else None
+        if cycle is not None and not cycle.response_complete and not cycle.disconnected:
+            if self.pipeline and self.pipeline[0][0] is cycle:
                 self.pipeline.popleft()  # queued behind an earlier request: never started
-            self.cycle.disconnected = True
-            self.cycle.message_event.set()
+            cycle.disconnected = True
+            cycle.message_event.set()
             self._outstanding -= 1
         resp = error_response(reason, message)
         log.debug("refused a request from %s: %s", self._ip, message)
@@ -288,6 +314,25 @@ class ControlHttpProtocol(HttpToolsProtocol):
     def _busy(self) -> bool:
         """An earlier request of this connection is still running or queued."""
         return self._outstanding > 0
+
+    # -- a client that stops reading ------------------------------------------------------------------
+    def pause_writing(self) -> None:
+        """uvicorn waits for the write buffer to drain with no timeout: a client that never reads
+        would hold its connection and a request task forever."""
+        super().pause_writing()
+        if self._write_timer is None:
+            self._write_timer = self.loop.call_later(WRITE_STALL_SECONDS, self._write_stalled)
+
+    def resume_writing(self) -> None:
+        if self._write_timer is not None:
+            self._write_timer.cancel()
+            self._write_timer = None
+        super().resume_writing()
+
+    def _write_stalled(self) -> None:
+        self._write_timer = None
+        log.info("dropping a connection from %s: it read nothing for %.0f s", self._ip, WRITE_STALL_SECONDS)
+        self.transport.abort()
 
     def send_400_response(self, msg: str) -> None:  # uvicorn's name for the same thing
         self._send_error(Reason.BAD_REQUEST, "malformed HTTP/1.1 request")
@@ -325,6 +370,8 @@ __all__ = [
     "MAX_CONNECTIONS_PER_IP",
     "MAX_HEADERS",
     "MAX_HEAD_BYTES",
+    "MAX_PIPELINED",
+    "WRITE_STALL_SECONDS",
     "ControlHttpProtocol",
     "CorkedTransport",
     "Refused",
