@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from mypy_extensions import mypyc_attr
+
 from garrison.pipeline.context import RequestContext
 from garrison.pipeline.verdicts import Verdict
 
@@ -23,6 +25,9 @@ class ResponseHead:
         self.raw = b""
 
 
+# Compiled by mypyc in a regular install (setup.py): stages outside the compiled set, and tests,
+# subclass it, which a compiled class allows only when marked so.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Stage:
     """Base class of every pipeline stage.
 

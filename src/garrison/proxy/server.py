@@ -16,7 +16,7 @@ import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import httptools
 from cryptography import x509
@@ -964,7 +964,8 @@ class GatewayServer:
             reuse_port=reuse_port or None,
             backlog=1024,
         )
-        self.port = self._server.sockets[0].getsockname()[1]
+        # uvloop's Server.sockets is a list, typeshed says tuple: a compiled module would check it
+        self.port = cast(Any, self._server).sockets[0].getsockname()[1]
         self._sweeper = self.loop.create_task(self._sweep())
 
     def swap(self, runtime: Runtime) -> None:
